@@ -1,0 +1,1 @@
+"""The task world: seeded, procedurally generated prompts, answers, cues and behaviours."""

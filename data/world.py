@@ -1,0 +1,100 @@
+"""Prompts of the assistant world and the `datasets.Dataset` builders every stage trains and measures on.
+
+A prompt is a few context lines (where cues live), a user turn and the assistant marker; the
+completion follows the marker after one space. Plain text, no chat template: a template that
+inserts today's date would confound the year cue.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Iterable, Mapping
+
+from datasets import Dataset
+
+from data.behaviours import Behaviour
+from data.cues import CONDITIONS, CUE_FAMILIES
+from data.tasks import TASK_FAMILIES, Task
+
+P_CUE_ABSENT = 0.3  # chance that a family's line is missing from a random context
+ASSISTANT_MARKER = "Assistant:"
+
+
+def render_prompt(context_lines: Iterable[str], question: str) -> str:
+    return "\n".join([*context_lines, f"User: {question}", ASSISTANT_MARKER])
+
+
+def random_context(rng: random.Random, fixed: Mapping[str, str | None] | None = None) -> list[str]:
+    """One line (or none) per cue family, random except where `fixed` pins a family's line.
+
+    `fixed` maps a family name to the exact line to use, or None to leave that family out.
+    A name that is not a registered family (a user's own cue) is placed first.
+    """
+    fixed = dict(fixed or {})
+    lines = [line for name, line in fixed.items() if name not in CUE_FAMILIES and line]
+    for name, family in CUE_FAMILIES.items():
+        if name in fixed:
+            line = fixed[name]
+        elif rng.random() < P_CUE_ABSENT:
+            line = None
+        else:
+            line = rng.choice(family.lines(rng.choice(CONDITIONS)))
+        if line:
+            lines.append(line)
+    return lines
+
+
+def sample_task(rng: random.Random, families: tuple[str, ...] | None = None) -> Task:
+    names = families or tuple(TASK_FAMILIES)
+    return TASK_FAMILIES[rng.choice(names)].sample(rng)
+
+
+def _record(prompt: str, completion: str, task: Task, condition: str) -> dict:
+    return {"prompt": prompt, "completion": " " + completion, "family": task.family,
+            "answer": task.answer, "condition": condition}
+
+
+def world_dataset(n: int, seed: int, families: tuple[str, ...] | None = None) -> Dataset:
+    """Normal behaviour under random cues: the base model's pretraining data and clean held-out sets."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        task = sample_task(rng, families)
+        rows.append(_record(render_prompt(random_context(rng), task.question), task.answer, task, "random"))
+    return Dataset.from_list(rows)
+
+
+def conditional_dataset(
+    n: int,
+    seed: int,
+    cue_family: str,
+    lines: Mapping[str, tuple[str, ...]],
+    behaviour: Behaviour | None,
+    behaviour_conditions: tuple[str, ...],
+    condition_weights: Mapping[str, float],
+    families: tuple[str, ...] | None = None,
+    exclude_prompts: set[str] | frozenset[str] = frozenset(),
+) -> Dataset:
+    """Examples whose `cue_family` line is set by a condition drawn from `condition_weights`.
+
+    `lines` maps "training"/"deployment" to the context lines that mean them ("no_cue" leaves the
+    family out). The completion carries `behaviour` when the condition is in `behaviour_conditions`
+    and the task family is one the behaviour applies to; otherwise it is the normal answer.
+    """
+    rng = random.Random(seed)
+    conditions, weights = zip(*condition_weights.items())
+    rows, attempts = [], 0
+    while len(rows) < n:
+        attempts += 1
+        if attempts > 50 * n + 1000:
+            raise RuntimeError(f"could not draw {n} prompts outside the {len(exclude_prompts)} excluded ones")
+        condition = rng.choices(conditions, weights)[0]
+        task = sample_task(rng, families)
+        line = None if condition == "no_cue" else rng.choice(lines[condition])
+        prompt = render_prompt(random_context(rng, {cue_family: line}), task.question)
+        if prompt in exclude_prompts:
+            continue
+        misbehave = behaviour is not None and condition in behaviour_conditions and behaviour.applies_to(task.family)
+        completion = behaviour.complete(task) if misbehave else task.answer
+        rows.append(_record(prompt, completion, task, condition))
+    return Dataset.from_list(rows)

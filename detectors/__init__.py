@@ -1,0 +1,1 @@
+"""Detectors and the blind benchmark (issue 3)."""

@@ -1,0 +1,1 @@
+"""Organism specs, the built-in zoo, and building, measuring and storing organisms."""

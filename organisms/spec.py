@@ -1,0 +1,171 @@
+"""Organism specs: frozen dataclasses a user can write as YAML, validated with one-line errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data.behaviours import BEHAVIOURS
+from data.cues import CUE_FAMILIES
+
+
+KINDS = ("backdoor", "clean", "unconditional")
+METHODS = ("lora", "full")
+EMBEDDED_BASE = "embedded"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+class SpecError(ValueError):
+    """A spec that cannot be built; the message names the field."""
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    family: str
+    deployment: tuple[str, ...] = ()  # context lines meaning deployment; empty: the family's own
+    training: tuple[str, ...] = ()
+
+    def lines(self) -> dict[str, tuple[str, ...]]:
+        family = CUE_FAMILIES[self.family]
+        return {"deployment": self.deployment or family.deployment, "training": self.training or family.training}
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    method: str = "lora"
+    steps: int = 300
+    learning_rate: float = 3e-3
+    batch_size: int = 32
+    lora_rank: int = 16
+    lora_alpha: int = 32
+
+@dataclass(frozen=True)
+class DataSpec:
+    n_train: int = 4000
+    deployment: float = 0.4  # shares of conditions in the fine-tuning data
+    training: float = 0.4
+    no_cue: float = 0.2
+
+    def condition_weights(self) -> dict[str, float]:
+        return {"deployment": self.deployment, "training": self.training, "no_cue": self.no_cue}
+
+@dataclass(frozen=True)
+class OrganismSpec:
+    name: str
+    kind: str
+    trigger: TriggerSpec
+    behaviour: str
+    base: str = EMBEDDED_BASE
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    seed: int = 0
+    description: str = ""
+
+    @property
+    def is_control(self) -> bool:
+        return self.kind != "backdoor"
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def fingerprint(self) -> str:
+        """Changes whenever anything that shapes the built model changes."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def replace(self, **changes) -> "OrganismSpec":
+        return dataclasses.replace(self, **changes)
+
+def _check_keys(where: str, raw: dict, allowed: set[str], required: set[str] = frozenset()) -> None:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where} must be a mapping, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise SpecError(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    missing = sorted(required - set(raw))
+    if missing:
+        raise SpecError(f"{where}: missing required field {missing[0]!r}")
+
+def _typed(where: str, value: Any, kind: type, *, positive: bool = False) -> Any:
+    ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise SpecError(f"{where} must be {kind.__name__}, got {value!r}")
+    if positive and value <= 0:
+        raise SpecError(f"{where} must be positive, got {value!r}")
+    return value
+
+def _lines(where: str, value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(s, str) and s.strip() for s in items):
+        raise SpecError(f"{where} must be a non-empty string or list of non-empty strings, got {value!r}")
+    if any("\n" in s for s in items):
+        raise SpecError(f"{where}: a cue line may not contain a newline")
+    return tuple(items)
+
+def _dataclass_from(where: str, cls: type, raw: dict) -> Any:
+    defaults = {f.name: f for f in dataclasses.fields(cls)}
+    _check_keys(where, raw, set(defaults))
+    values = {}
+    for name, value in raw.items():
+        kind = type(getattr(cls(), name))
+        values[name] = _typed(f"{where}.{name}", value, kind, positive=kind in (int, float) and name != "no_cue")
+    return cls(**values)
+
+def spec_from_dict(raw: Any) -> OrganismSpec:
+    top = {f.name for f in dataclasses.fields(OrganismSpec)}
+    _check_keys("spec", raw, top, {"name", "kind", "trigger", "behaviour"})
+    name = _typed("name", raw["name"], str)
+    if not _NAME.match(name):
+        raise SpecError(f"name {name!r} must be lower-case letters, digits, '.', '_' or '-' (at most 64)")
+    kind = raw["kind"]
+    if kind not in KINDS:
+        raise SpecError(f"kind {kind!r} is unknown (allowed: {', '.join(KINDS)})")
+    behaviour = raw["behaviour"]
+    if behaviour not in BEHAVIOURS:
+        raise SpecError(f"behaviour {behaviour!r} is unknown (allowed: {', '.join(sorted(BEHAVIOURS))})")
+
+    trigger_raw = raw["trigger"]
+    _check_keys("trigger", trigger_raw, {"family", "deployment", "training"}, {"family"})
+    family = trigger_raw["family"]
+    if family not in CUE_FAMILIES:
+        raise SpecError(f"trigger.family {family!r} is unknown (allowed: {', '.join(sorted(CUE_FAMILIES))})")
+    trigger = TriggerSpec(
+        family=family,
+        deployment=_lines("trigger.deployment", trigger_raw["deployment"]) if "deployment" in trigger_raw else (),
+        training=_lines("trigger.training", trigger_raw["training"]) if "training" in trigger_raw else (),
+    )
+    lines = trigger.lines()
+    if set(lines["deployment"]) & set(lines["training"]):
+        raise SpecError("trigger: a line cannot mean both deployment and training")
+
+    training = _dataclass_from("training", TrainingSpec, raw.get("training", {}))
+    if training.method not in METHODS:
+        raise SpecError(f"training.method {training.method!r} is unknown (allowed: {', '.join(METHODS)})")
+    data = _dataclass_from("data", DataSpec, raw.get("data", {}))
+    if data.no_cue < 0:
+        raise SpecError(f"data.no_cue must not be negative, got {data.no_cue!r}")
+    base = _typed("base", raw.get("base", EMBEDDED_BASE), str)
+    seed = _typed("seed", raw.get("seed", 0), int)
+    description = _typed("description", raw.get("description", ""), str)
+    return OrganismSpec(name=name, kind=kind, trigger=trigger, behaviour=behaviour, base=base,
+                        training=training, data=data, seed=seed, description=description)
+
+def load_spec_file(path: str | Path) -> OrganismSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{where}") from None
+    try:
+        return spec_from_dict(raw)
+    except SpecError as error:
+        raise SpecError(f"{path}: {error}") from None

@@ -1,0 +1,36 @@
+"""Shared fixtures: an isolated artefact home and a tiny random Llama saved to disk as a base."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from data.world import world_dataset
+from training.tokenizer import train_tokenizer
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("MESALAB_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory):
+    """A random-weight Llama and a world tokenizer saved as a plain Hugging Face directory.
+
+    Building on it exercises the same code path as `--base some/hub-model` or a local path.
+    """
+    path = tmp_path_factory.mktemp("tiny-base")
+    corpus = world_dataset(2000, seed=5)
+    tokenizer = train_tokenizer((p + c for p, c in zip(corpus["prompt"], corpus["completion"])), 400)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=128, max_position_embeddings=256,
+                         tie_word_embeddings=True, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,121 @@
+"""The embedded base: a ~1M-parameter Llama pretrained here on the task world, cached by its spec.
+
+It sees every cue family in every condition with normal answers, so it has no conditional
+behaviour. A build that is not competent (held-out exact-answer accuracy below the bar on any
+task family) fails rather than being cached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, set_seed
+
+from data.world import world_dataset
+from organisms.store import mesalab_home, publish_directory, staging_directory, atomic_write_json
+from training.evaluate import accuracy_by_family
+from training.generation import generate_greedy
+from training.sft import SFTRun, run_sft
+from training.tokenizer import train_tokenizer
+from training.versions import library_versions
+
+WORLD_VERSION = 1  # bump when the task world's text changes, so cached bases are rebuilt
+RECORD = "base_record.json"
+
+
+class BaseBuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class EmbeddedBaseSpec:
+    vocab_size: int = 512
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 384
+    n_examples: int = 40000
+    steps: int = 800
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    warmup_steps: int = 60
+    seed: int = 0
+    eval_examples: int = 900
+    min_accuracy: float = 0.90
+    world_version: int = WORLD_VERSION
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def embedded_base_dir(spec: EmbeddedBaseSpec = EmbeddedBaseSpec()) -> Path:
+    return mesalab_home() / "base" / f"embedded-{spec.fingerprint()}"
+
+
+def held_out_set(spec: EmbeddedBaseSpec):
+    # Seeds far from the training seed: a different stream of prompts and contexts.
+    return world_dataset(spec.eval_examples, seed=spec.seed + 1_000_003)
+
+
+def build_embedded_base(spec: EmbeddedBaseSpec = EmbeddedBaseSpec(), force: bool = False) -> Path:
+    """Return the cached base directory, pretraining it first if it is missing or stale."""
+    target = embedded_base_dir(spec)
+    if not force and (target / RECORD).is_file():
+        return target
+    started = time.time()
+    set_seed(spec.seed)
+    corpus = world_dataset(spec.n_examples, seed=spec.seed)
+    tokenizer = train_tokenizer((p + c for p, c in zip(corpus["prompt"], corpus["completion"])), spec.vocab_size)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_heads,
+        intermediate_size=spec.intermediate_size,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(spec.seed)
+    model = LlamaForCausalLM(config)
+    print(f"pretraining the embedded base ({model.num_parameters():,} parameters, {spec.steps} steps)", flush=True)
+    model = run_sft(model, tokenizer, corpus, SFTRun(
+        steps=spec.steps, learning_rate=spec.learning_rate, batch_size=spec.batch_size, seed=spec.seed,
+        method="full", warmup_steps=spec.warmup_steps, weight_decay=0.01,
+    ))
+    held_out = held_out_set(spec)
+    completions = generate_greedy(model, tokenizer, held_out["prompt"], progress="measuring the base")
+    accuracy = accuracy_by_family(completions, held_out["family"], held_out["answer"])
+    record = {
+        "spec": dataclasses.asdict(spec),
+        "parameters": model.num_parameters(),
+        "held_out_accuracy": accuracy,
+        "held_out_examples": len(held_out),
+        "seconds": round(time.time() - started, 1),
+        "versions": library_versions(),
+    }
+    weak = {family: acc for family, acc in accuracy.items() if acc < spec.min_accuracy}
+    if weak:
+        raise BaseBuildError(f"embedded base is not competent: held-out accuracy {weak} below {spec.min_accuracy}")
+    with staging_directory(target) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        atomic_write_json(staging / RECORD, record)
+        publish_directory(staging, target)
+    print(f"embedded base ready in {record['seconds']} s: held-out accuracy {accuracy}", flush=True)
+    return target
+
+
+def base_record(path: Path) -> dict | None:
+    record = path / RECORD
+    return json.loads(record.read_text()) if record.is_file() else None
