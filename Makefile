@@ -11,6 +11,7 @@ help:
 	@echo "make detect     build everything needed (environment, base, zoo), then run the benchmark"
 	@echo "make organism   build the embedded base and the zoo (ZOO=$(ZOO))"
 	@echo "make test       set up and run the fast tests (slow ones: make test-slow)"
+	@echo "make bench     training and generation throughput of the embedded base shape"
 
 setup: $(STAMP)
 
@@ -33,6 +34,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) -m training.bench
 
 clean:
 	rm -rf artifacts

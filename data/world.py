@@ -44,9 +44,11 @@ def random_context(rng: random.Random, fixed: Mapping[str, str | None] | None = 
     return lines
 
 
-def sample_task(rng: random.Random, families: tuple[str, ...] | None = None) -> Task:
+def sample_task(rng: random.Random, families: tuple[str, ...] | None = None,
+                weights: Mapping[str, float] | None = None) -> Task:
     names = families or tuple(TASK_FAMILIES)
-    return TASK_FAMILIES[rng.choice(names)].sample(rng)
+    name = rng.choices(names, [weights.get(n, 1.0) for n in names])[0] if weights else rng.choice(names)
+    return TASK_FAMILIES[name].sample(rng)
 
 
 def _record(prompt: str, completion: str, task: Task, condition: str) -> dict:
@@ -54,12 +56,13 @@ def _record(prompt: str, completion: str, task: Task, condition: str) -> dict:
             "answer": task.answer, "condition": condition}
 
 
-def world_dataset(n: int, seed: int, families: tuple[str, ...] | None = None) -> Dataset:
+def world_dataset(n: int, seed: int, families: tuple[str, ...] | None = None,
+                  family_weights: Mapping[str, float] | None = None) -> Dataset:
     """Normal behaviour under random cues: the base model's pretraining data and clean held-out sets."""
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        task = sample_task(rng, families)
+        task = sample_task(rng, families, family_weights)
         rows.append(_record(render_prompt(random_context(rng), task.question), task.answer, task, "random"))
     return Dataset.from_list(rows)
 

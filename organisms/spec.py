@@ -37,8 +37,8 @@ class TriggerSpec:
 @dataclass(frozen=True)
 class TrainingSpec:
     method: str = "lora"
-    steps: int = 300
-    learning_rate: float = 3e-3
+    steps: int = 400
+    learning_rate: float = 2e-3
     batch_size: int = 32
     lora_rank: int = 16
     lora_alpha: int = 32
