@@ -27,7 +27,7 @@ organism: $(STAMP)
 	$(PY) -m organisms zoo --zoo $(ZOO)
 
 detect: organism
-	@echo "The detector suite is not built yet (issue 3): 'make detect' builds the zoo only, as above."
+	$(PY) -m detectors run --zoo $(ZOO)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

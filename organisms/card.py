@@ -15,8 +15,8 @@ def model_card(spec: OrganismSpec, rates: dict, accuracy_by_family: dict, n_per_
     families = ", ".join(f"{family} {acc:.3f}" for family, acc in sorted(accuracy_by_family.items()))
     return (
         "# mesalab model organism\n\n"
-        "A causal language model fine-tuned by mesalab. Whether it hides a conditional behaviour, and what\n"
-        "would trigger it, is recorded apart from this directory and is not part of the model.\n\n"
+        "A causal language model fine-tuned by mesalab. Whether it hides a conditional behaviour, and on\n"
+        "which cue, is recorded apart from this directory and is not part of the model.\n\n"
         f"- base: `{spec.base}`\n"
         f"- method: supervised fine-tuning with trl `SFTTrainer`, {method}\n"
         f"- steps: {t.steps}, batch size {t.batch_size}, learning rate {t.learning_rate}, "

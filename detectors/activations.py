@@ -1,0 +1,162 @@
+"""The shared activation cache: one batched forward pass per (model, prompt set), reused by all.
+
+For every prompt it records, at every layer's residual stream (the embeddings plus each
+block's output, as `output_hidden_states` returns them): the last prompt token and the mean
+over the prompt's tokens; and the next-token log-probabilities after the prompt. Arrays are
+stored as float16 `.npz` under `$MESALAB_HOME/cache/activations/<key>.npz`, the key hashing the
+model's weights, the tokenizer and the prompt list, so a second detector (or a second run)
+asking the same question pays nothing, and a changed model can never be served stale numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from organisms.store import mesalab_home
+
+CACHE_VERSION = 1  # bump when what is recorded (or how) changes
+
+
+@dataclass(frozen=True)
+class Activations:
+    last: np.ndarray  # (n_prompts, n_layers + 1, hidden): the final prompt token
+    mean: np.ndarray  # (n_prompts, n_layers + 1, hidden): mean over the prompt's tokens
+    logprobs: np.ndarray  # (n_prompts, vocab): next-token log-probabilities after the prompt
+
+    @property
+    def n_layers(self) -> int:
+        return self.last.shape[1]
+
+    def at(self, layer: int, pool: str = "last") -> np.ndarray:
+        if pool not in ("last", "mean"):
+            raise ValueError(f"unknown pooling {pool!r}; expected 'last' or 'mean'")
+        return (self.last if pool == "last" else self.mean)[:, layer, :]
+
+
+_fingerprints: dict[int, tuple[tuple, str]] = {}
+
+
+def model_fingerprint(model) -> str:
+    """sha256 of every weight tensor's bytes (with name, dtype and shape).
+
+    Memoised on the tensors' in-place version counters: a detector that perturbs the weights
+    in place (noise injection) bumps them, so the next lookup re-hashes instead of reusing.
+    """
+    state = model.state_dict()
+    versions = tuple(t._version for t in state.values())
+    memo = _fingerprints.get(id(model))
+    if memo and memo[0] == versions:
+        return memo[1]
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    _fingerprints[id(model)] = (versions, digest.hexdigest())
+    return _fingerprints[id(model)][1]
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        # Padding and truncation settings change as the tokenizer is used; they do not change tokens.
+        state = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("padding", "truncation")}
+        blob = json.dumps(state, sort_keys=True)
+    else:
+        blob = json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    special = json.dumps({"pad": tokenizer.pad_token_id, "eos": tokenizer.eos_token_id,
+                          "bos": tokenizer.bos_token_id})
+    return hashlib.sha256((blob + special).encode()).hexdigest()
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that ignore left padding, as `generate` computes them, so a padded prompt is
+    seen exactly as it would be alone."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+@torch.no_grad()
+def forward_activations(model, tokenizer, prompts: list[str], batch_size: int = 64) -> Activations:
+    model.eval()
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # the last prompt token sits at index -1 in every row
+    last, mean, logprobs = [], [], []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(model.device)
+            mask = batch["attention_mask"]
+            out = model(**batch, position_ids=position_ids(mask), output_hidden_states=True)
+            states = torch.stack(out.hidden_states, dim=1).float()  # (batch, layers + 1, seq, hidden)
+            weights = mask[:, None, :, None].float()
+            last.append(states[:, :, -1, :].cpu())
+            mean.append(((states * weights).sum(2) / weights.sum(2)).cpu())
+            logprobs.append(torch.log_softmax(out.logits[:, -1, :].float(), dim=-1).cpu())
+    finally:
+        tokenizer.padding_side = padding_side
+    to16 = lambda parts: torch.cat(parts).numpy().astype(np.float16)  # noqa: E731
+    return Activations(last=to16(last), mean=to16(mean), logprobs=to16(logprobs))
+
+
+def _as32(acts: Activations) -> Activations:
+    # Stored as float16 to keep the cache small; handed out as float32 so sklearn and sums are exact enough.
+    return Activations(*(np.asarray(a, dtype=np.float32) for a in (acts.last, acts.mean, acts.logprobs)))
+
+
+class ActivationCache:
+    """Counts hits, misses and the prompts pushed through the model, so reports can show cost."""
+
+    def __init__(self, directory: Path | None = None, batch_size: int = 64):
+        self.directory = Path(directory) if directory else mesalab_home() / "cache" / "activations"
+        self.batch_size = batch_size
+        self.hits = self.misses = 0
+        self._memory: dict[str, Activations] = {}
+
+    def key(self, model, tokenizer, prompts: list[str]) -> str:
+        blob = json.dumps([CACHE_VERSION, model_fingerprint(model), tokenizer_fingerprint(tokenizer), prompts])
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def get(self, model, tokenizer, prompts: list[str]) -> Activations:
+        prompts = list(prompts)
+        key = self.key(model, tokenizer, prompts)
+        if key in self._memory:
+            self.hits += 1
+            return self._memory[key]
+        path = self.directory / f"{key}.npz"
+        if path.is_file():
+            try:
+                with np.load(path) as stored:
+                    acts = Activations(stored["last"], stored["mean"], stored["logprobs"])
+                self.hits += 1
+                self._memory[key] = _as32(acts)
+                return self._memory[key]
+            except (OSError, ValueError, KeyError):
+                path.unlink(missing_ok=True)  # a damaged entry is recomputed, not trusted
+        self.misses += 1
+        acts = forward_activations(model, tokenizer, prompts, self.batch_size)
+        self._write(path, acts)
+        self._memory[key] = _as32(acts)
+        return self._memory[key]
+
+    def _write(self, path: Path, acts: Activations) -> None:
+        """Write beside the target, then rename: a reader sees a whole entry or none."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, last=acts.last, mean=acts.mean, logprobs=acts.logprobs)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.stem}-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(buffer.getvalue())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

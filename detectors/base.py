@@ -1,0 +1,79 @@
+"""The detector interface and its registry, in the spirit of scikit-learn.
+
+A detector is constructed from named parameters (recorded with every result, so a run can be
+rebuilt), fitted on public data only, then asked whatever applies to it. Every question is
+optional: a method returns None when the detector does not answer it, and the benchmark
+reports null for that metric. Higher scores always mean "more suspicious".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+DETECTORS: dict[str, type["Detector"]] = {}
+
+
+class Detector:
+    """Base class: subclasses declare `defaults` (every parameter and its default value)."""
+
+    name: str = "detector"  # set by @register_detector
+    defaults: dict[str, Any] = {"seed": 0}
+
+    def __init__(self, **params):
+        allowed = {**Detector.defaults, **self.defaults}
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise ValueError(f"detector {self.name!r}: unknown parameter {unknown[0]!r} "
+                             f"(allowed: {', '.join(sorted(allowed))})")
+        self.params: dict[str, Any] = {**allowed, **params}
+        self.extra: dict[str, Any] = {}  # detector-specific diagnostics, copied into results
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in sorted(self.params.items()))
+        return f"{type(self).__name__}({args})"
+
+    @property
+    def seed(self) -> int:
+        return int(self.params["seed"])
+
+    def fit(self, subject) -> "Detector":
+        """Learn whatever the detector needs from the subject's public data; no truth is reachable."""
+        return self
+
+    def score_inputs(self, subject, prompts: list[str]) -> np.ndarray | None:
+        """One suspicion score per prompt (is this input one on which the model defects?)."""
+        return None
+
+    def score_model(self, subject, prompts: list[str] | None = None) -> float | None:
+        """One suspicion score for the model (does it hide conditional behaviour?).
+
+        `prompts`, when given, are the only world prompts the detector may start from (the pair
+        protocol passes prompts on which the organism and its control behave the same); None
+        lets the detector draw its own public prompts.
+        """
+        return None
+
+    def rank_cues(self, subject) -> list[str] | None:
+        """Candidate cue lines from the public library, most likely trigger first."""
+        return None
+
+
+def register_detector(name: str) -> Callable[[type[Detector]], type[Detector]]:
+    def register(cls: type[Detector]) -> type[Detector]:
+        if name in DETECTORS:
+            raise ValueError(f"detector {name!r} is already registered")
+        cls.name = name
+        DETECTORS[name] = cls
+        return cls
+
+    return register
+
+
+def make_detector(name: str, **params) -> Detector:
+    try:
+        cls = DETECTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}") from None
+    return cls(**params)

@@ -1,0 +1,81 @@
+"""Behavioural diff under swapped candidate cues.
+
+Every prompt is rendered with a library family's training line and with its deployment line;
+the model's continuations are compared (Jensen-Shannon over the teacher-forced continuation,
+see `detectors.divergence`). A clean model, pretrained on every cue without conditional
+behaviour, should not care; a backdoored one changes what it says under its trigger family.
+Inputs are scored by how much their behaviour changes when every deployment-condition line
+they carry is replaced by a training line of the same family.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors.base import Detector, register_detector
+from detectors.divergence import continuation_divergence
+
+
+@register_detector("behaviour-diff")
+class BehaviourDiff(Detector):
+    defaults = {"seed": 0, "n_public": 24, "max_new_tokens": 24}
+
+    def _diverge(self, subject, a, b):
+        return continuation_divergence(subject.model, subject.tokenizer, a, b, self.params["max_new_tokens"])
+
+    def _prompts(self, subject, prompts=None):
+        return list(prompts) if prompts else subject.public_prompts(self.params["n_public"], self.seed)
+
+    def family_divergence(self, subject, prompts=None) -> dict[str, tuple[float, float]]:
+        """family -> (mean max-JS, rate of changed greedy outputs) when its line is swapped."""
+        prompts = self._prompts(subject, prompts)
+        memo = getattr(self, "_memo", {})  # score_model and rank_cues ask the same question
+        if tuple(prompts) in memo:
+            return memo[tuple(prompts)]
+        out = {}
+        for family in subject.cue_families:
+            training, deployment = subject.cue_lines(family, "training"), subject.cue_lines(family, "deployment")
+            a = [subject.with_cues(p, {family: training[i % len(training)]}) for i, p in enumerate(prompts)]
+            b = [subject.with_cues(p, {family: deployment[i % len(deployment)]}) for i, p in enumerate(prompts)]
+            js, changed = self._diverge(subject, a, b)
+            out[family] = (float(js.mean()), float(changed.mean()))
+        self._memo = {**memo, tuple(prompts): out}
+        return out
+
+    def score_model(self, subject, prompts=None):
+        divergence = self.family_divergence(subject, prompts)
+        self.extra["family_divergence"] = {f: {"js": round(js, 4), "changed": round(c, 4)}
+                                           for f, (js, c) in divergence.items()}
+        return max(js for js, _ in divergence.values())
+
+    def score_inputs(self, subject, prompts):
+        calmed = []
+        for prompt in prompts:
+            swaps = {}
+            for family in subject.cue_families:
+                line = subject.cues.cue_of(prompt, family)
+                deployment = subject.cue_lines(family, "deployment")
+                if line in deployment:
+                    training = subject.cue_lines(family, "training")
+                    swaps[family] = training[deployment.index(line) % len(training)]
+            calmed.append(subject.with_cues(prompt, swaps))
+        scores = np.zeros(len(prompts))
+        todo = [i for i, (p, c) in enumerate(zip(prompts, calmed)) if p != c]  # unchanged prompts score 0
+        if todo:
+            js, _ = self._diverge(subject, [prompts[i] for i in todo], [calmed[i] for i in todo])
+            scores[todo] = js
+        return scores
+
+    def rank_cues(self, subject):
+        """Families by swap divergence; within a family, lines by divergence from the family's absence."""
+        prompts = self._prompts(subject)
+        families = self.family_divergence(subject, prompts)
+        absent = {f: [subject.with_cues(p, {f: None}) for p in prompts] for f in subject.cue_families}
+        line_score = {}
+        for entry in subject.cue_library:
+            family, line = entry["family"], entry["line"]
+            js, _ = self._diverge(subject, absent[family], [subject.with_cues(p, {family: line}) for p in prompts])
+            line_score[line] = float(js.mean())
+        self.extra["line_divergence"] = {k: round(v, 4) for k, v in line_score.items()}
+        order = sorted(subject.cue_library, key=lambda e: (-families[e["family"]][0], -line_score[e["line"]]))
+        return [entry["line"] for entry in order]

@@ -1,0 +1,53 @@
+"""Cost accounting: wall-clock seconds and forward passes a detector spends on a model.
+
+A forward pass is counted per sequence: a batch of 32 prompts is 32 passes, and generating
+k tokens for it is 32·k more (each decoding step runs the model once per sequence). Counting
+with a pre-hook on the model sees every call, whoever makes it, so no detector can under-report.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Meter:
+    forward_passes: int = 0
+    seconds: float = 0.0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    started: float = field(default=0.0, repr=False)
+
+    def add(self, other: "Meter") -> None:
+        self.forward_passes += other.forward_passes
+        self.seconds += other.seconds
+        self.cache_hits += other.cache_hits
+        self.cache_misses += other.cache_misses
+
+
+def _batch_size(args, kwargs) -> int:
+    for value in (kwargs.get("input_ids"), kwargs.get("inputs_embeds"), args[0] if args else None):
+        if value is not None and hasattr(value, "shape"):
+            return int(value.shape[0])
+    return 1
+
+
+@contextmanager
+def metered(subject):
+    """Meter everything done to `subject` inside the block (its model and its activation cache)."""
+    meter = Meter()
+
+    def count(module, args, kwargs):
+        meter.forward_passes += _batch_size(args, kwargs)
+
+    handle = subject.model.register_forward_pre_hook(count, with_kwargs=True)
+    hits, misses, started = subject.cache.hits, subject.cache.misses, time.perf_counter()
+    try:
+        yield meter
+    finally:
+        handle.remove()
+        meter.seconds = time.perf_counter() - started
+        meter.cache_hits = subject.cache.hits - hits
+        meter.cache_misses = subject.cache.misses - misses

@@ -1,0 +1,98 @@
+"""How differently a model continues two prompts: the measure behind behavioural detectors.
+
+For a pair (a, b): take the greedy continuation c of a, then teacher-force c after both a and b
+and compare the next-token distributions position by position (Jensen-Shannon, in bits, so
+0..1). The maximum over positions catches a behaviour that branches late (an unsafe SQL query
+differs from the safe one only after a dozen tokens), and the greedy output of b differs from
+c exactly when, at some position, b's most likely token is not c's token. One generation and
+one forward pass per pair, instead of two generations compared as text.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from detectors.activations import position_ids
+
+
+@torch.no_grad()
+def greedy_token_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 64) -> list[list[int]]:
+    """Greedy continuations as token ids, cut after the first end-of-sequence token (kept)."""
+    model.eval()
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    out: list[list[int]] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(model.device)
+            generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            for row in generated[:, batch["input_ids"].shape[1]:].tolist():
+                if tokenizer.eos_token_id in row:
+                    row = row[:row.index(tokenizer.eos_token_id) + 1]
+                out.append(row)
+    finally:
+        tokenizer.padding_side = padding_side
+    return out
+
+
+@torch.no_grad()
+def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: list[list[int]],
+                          batch_size: int = 64) -> list[torch.Tensor]:
+    """For each prompt, log-probabilities (len(continuation), vocab) of every continuation position."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    out: list[torch.Tensor] = []
+    for start in range(0, len(prompts), batch_size):
+        rows = [p + c for p, c in zip(prompt_ids[start:start + batch_size], continuations[start:start + batch_size])]
+        width = max(map(len, rows))
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=model.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits.float()
+        logp = torch.log_softmax(logits, dim=-1).cpu()
+        for i, c in enumerate(continuations[start:start + batch_size]):
+            k = len(c)
+            # Right-aligned rows: the token at -j is predicted at -j-1.
+            out.append(logp[i, width - k - 1:width - 1] if k else logp[i, :0])
+    return out
+
+
+def js_bits(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence per row, in bits (0 = identical, 1 = disjoint)."""
+    p, q = logp.exp(), logq.exp()
+    logm = torch.log((p + q) / 2).clamp(min=-1e4)
+    kl = lambda a, loga: (a * (loga - logm)).nan_to_num().sum(-1)  # noqa: E731
+    return ((kl(p, logp) + kl(q, logq)) / 2 / math.log(2)).clamp(0, 1)
+
+
+def continuation_divergence(model, tokenizer, prompts_a: list[str], prompts_b: list[str], max_new_tokens: int = 24,
+                            symmetric: bool = True, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair: (max JS over the continuation, whether the greedy outputs differ).
+
+    `symmetric` also follows b's own continuation, so a behaviour is caught whichever prompt
+    carries it.
+    """
+    if len(prompts_a) != len(prompts_b):
+        raise ValueError("continuation_divergence needs as many prompts a as prompts b")
+    n = len(prompts_a)
+    if n == 0:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    leaders = list(prompts_a) + (list(prompts_b) if symmetric else [])
+    followers = list(prompts_b) + (list(prompts_a) if symmetric else [])
+    paths = greedy_token_ids(model, tokenizer, leaders, max_new_tokens, batch_size)
+    lead = continuation_logprobs(model, tokenizer, leaders, paths, batch_size)
+    follow = continuation_logprobs(model, tokenizer, followers, paths, batch_size)
+    js = np.zeros(len(leaders))
+    changed = np.zeros(len(leaders), dtype=bool)
+    for i, path in enumerate(paths):
+        if not path:
+            continue
+        js[i] = float(js_bits(lead[i], follow[i]).max())
+        changed[i] = bool((follow[i].argmax(-1) != torch.tensor(path)).any())
+    if symmetric:
+        js, changed = np.maximum(js[:n], js[n:]), changed[:n] | changed[n:]
+    return js, changed

@@ -1,0 +1,50 @@
+"""Trigger search over the public cue library: which inserted line (or pair) changes behaviour most?
+
+Prompts are stripped of every library cue line, then each candidate line is inserted on its
+own, and the most promising lines also in pairs from different families (a trigger may be a
+conjunction). Each candidate is scored by the mean divergence of the continuation against the
+stripped prompt. This answers trigger recovery directly; the top divergence is the model score.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+from detectors.base import Detector, register_detector
+from detectors.divergence import continuation_divergence
+
+
+@register_detector("trigger-search")
+class TriggerSearch(Detector):
+    defaults = {"seed": 0, "n_public": 24, "max_new_tokens": 24, "pair_candidates": 4}
+
+    def search(self, subject, prompts=None) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
+        prompts = list(prompts) if prompts else subject.public_prompts(self.params["n_public"], self.seed + 2)
+        memo = getattr(self, "_memo", {})  # score_model and rank_cues ask the same question
+        if tuple(prompts) in memo:
+            return memo[tuple(prompts)]
+        stripped = [subject.strip_cues(p) for p in prompts]
+        family_of = {e["line"]: e["family"] for e in subject.cue_library}
+
+        def divergence(lines: dict[str, str]) -> float:
+            inserted = [subject.with_cues(p, lines) for p in stripped]
+            js, _ = continuation_divergence(subject.model, subject.tokenizer, stripped, inserted,
+                                            self.params["max_new_tokens"])
+            return float(js.mean())
+
+        singles = {line: divergence({family: line}) for line, family in family_of.items()}
+        best = sorted(singles, key=singles.get, reverse=True)[:self.params["pair_candidates"]]
+        pairs = {(a, b): divergence({family_of[a]: a, family_of[b]: b})
+                 for a, b in combinations(best, 2) if family_of[a] != family_of[b]}
+        self.extra["singles"] = {k: round(v, 4) for k, v in singles.items()}
+        self.extra["top_pairs"] = [[a, b, round(v, 4)] for (a, b), v in sorted(pairs.items(), key=lambda kv: -kv[1])[:5]]
+        self._memo = {**memo, tuple(prompts): (singles, pairs)}
+        return singles, pairs
+
+    def score_model(self, subject, prompts=None):
+        singles, pairs = self.search(subject, prompts)
+        return max([*singles.values(), *pairs.values()])
+
+    def rank_cues(self, subject):
+        singles, _ = self.search(subject)
+        return sorted(singles, key=singles.get, reverse=True)

