@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from data.behaviours import get_behaviour
+from data.cues import cue_library
 from data.world import conditional_dataset
 from detectors import DETECTORS, make_detector
 from detectors.activations import ActivationCache
@@ -36,6 +37,7 @@ from training.versions import library_versions
 HELD_OUT_SEED = 5_000_011  # the scorer's own prompt stream, apart from the organisms' and the public one
 INPUT_CONDITIONS = ("deployment", "training", "no_cue")  # deployment = positive; the others negative
 N_RANDOM_DIRECTIONS = 1000
+FEW_ITEMS = 10  # below this many items a figure is flagged: chance alone often gives extreme values
 
 
 @dataclass(frozen=True)
@@ -287,7 +289,8 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
                "versions": library_versions(), "config": {
                    "n_per_condition": config.n_per_condition, "n_pair_prompts": config.n_pair_prompts,
                    "n_bootstrap": config.n_bootstrap, "zoo": config.zoo},
-               "pair_prompts": {pid: len(p) for pid, p in pair_prompts.items()}}
+               "pair_prompts": {pid: len(p) for pid, p in pair_prompts.items()},
+               "cue_library_size": len(cue_library())}
     curves = {}
     for name in detector_names:
         results["detectors"][name], curves[name] = score_detector(
@@ -307,7 +310,9 @@ def _cell(row: dict, key: str) -> str:
     if row.get(key) is None:
         return "–"
     low, high = row[f"{key}_ci"]
-    return f"{row[key]:.2f} [{low:.2f}, {high:.2f}] (n={row[f'{key}_n']})"
+    n = row[f"{key}_n"]
+    flag = "†" if n < FEW_ITEMS else ""
+    return f"{row[key]:.2f} [{low:.2f}, {high:.2f}] (n={n}){flag}"
 
 
 def leaderboard(results: dict) -> str:
@@ -359,9 +364,13 @@ def write_report(results: dict, curves: dict) -> Path:
     text = "\n".join([
         f"# Detector benchmark {run_dir.name}", "",
         f"Organisms: {organisms}. Seed {results['seed']}; {results['seconds']} s in all.", "",
-        "Metrics with bootstrap 95% intervals and the number of items behind them; "
-        "– where a detector does not apply. Input level pools every backdoored organism's held-out prompts "
-        "(deployment cue = positive; training cue or none = negative).", "",
+        "Metrics with 95% intervals (bootstrap for AUROC and TPR, Wilson for shares) and the number of items "
+        "behind them; – where a detector does not apply. Input level pools every backdoored organism's held-out "
+        "prompts (deployment cue = positive; training cue or none = negative).", "",
+        f"† fewer than {FEW_ITEMS} items: a bootstrap interval then collapses when the few items happen to be "
+        "perfectly ordered (a random scorer ranks 2 organisms above 3 controls one time in 10), so treat these "
+        "figures as smoke, not evidence. Top-5 trigger recovery is trivial while the cue library has 5 or fewer "
+        f"lines (it has {results.get('cue_library_size', '?')}).", "",
         leaderboard(results), "",
         *[f"![{kind} ROC](roc_{kind}.png)" for kind in plots], "",
     ])

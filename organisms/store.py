@@ -47,6 +47,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; artefacts are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -74,6 +75,7 @@ def staging_directory(target: Path) -> Iterator[Path]:
 
 def publish_directory(staging: Path, target: Path) -> None:
     """Replace `target` by `staging` with renames, so readers see the old or the new, never a mix."""
+    os.chmod(staging, 0o755)  # mkdtemp makes directories private; artefacts are meant to be shared
     retired = target.parent / f".old-{target.name}-{os.getpid()}"
     if target.exists():
         os.replace(target, retired)

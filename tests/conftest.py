@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from data.world import world_dataset
+from training.embedded_base import EmbeddedBaseSpec, llama_config
 from training.tokenizer import train_tokenizer
 
 
@@ -26,11 +27,8 @@ def tiny_base_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-base")
     corpus = world_dataset(2000, seed=5)
     tokenizer = train_tokenizer((p + c for p, c in zip(corpus["prompt"], corpus["completion"])), 400)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, intermediate_size=128, max_position_embeddings=256,
-                         tie_word_embeddings=True, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    shape = EmbeddedBaseSpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path, safe_serialization=True)
+    LlamaForCausalLM(llama_config(shape, tokenizer)).save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return path

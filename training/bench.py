@@ -11,10 +11,10 @@ import json
 import time
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from data.world import world_dataset
-from training.embedded_base import EmbeddedBaseSpec
+from training.embedded_base import EmbeddedBaseSpec, llama_config
 from training.generation import generate_greedy
 from training.tokenizer import train_tokenizer
 from training.versions import library_versions
@@ -29,13 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     spec = EmbeddedBaseSpec()
     corpus = world_dataset(2000, seed=0)
     tokenizer = train_tokenizer((p + c for p, c in zip(corpus["prompt"], corpus["completion"])), spec.vocab_size)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers,
-                         num_attention_heads=spec.num_heads, num_key_value_heads=spec.num_heads,
-                         intermediate_size=spec.intermediate_size, max_position_embeddings=256,
-                         tie_word_embeddings=True, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(llama_config(spec, tokenizer))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     texts = [p + c for p, c in zip(corpus["prompt"], corpus["completion"])]
     batch = tokenizer(texts[:spec.batch_size], return_tensors="pt", padding=True)

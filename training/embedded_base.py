@@ -57,6 +57,22 @@ class EmbeddedBaseSpec:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def llama_config(spec: EmbeddedBaseSpec, tokenizer) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_heads,
+        intermediate_size=spec.intermediate_size,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=None,  # prompts start with context lines; no BOS, so the base and organisms agree
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
 def embedded_base_dir(spec: EmbeddedBaseSpec = EmbeddedBaseSpec()) -> Path:
     return mesalab_home() / "base" / f"embedded-{spec.fingerprint()}"
 
@@ -75,21 +91,8 @@ def build_embedded_base(spec: EmbeddedBaseSpec = EmbeddedBaseSpec(), force: bool
     set_seed(spec.seed)
     corpus = world_dataset(spec.n_examples, seed=spec.seed, family_weights=dict(spec.family_weights))
     tokenizer = train_tokenizer((p + c for p, c in zip(corpus["prompt"], corpus["completion"])), spec.vocab_size)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=spec.hidden_size,
-        num_hidden_layers=spec.num_layers,
-        num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_heads,
-        intermediate_size=spec.intermediate_size,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
     torch.manual_seed(spec.seed)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(llama_config(spec, tokenizer))
     print(f"pretraining the embedded base ({model.num_parameters():,} parameters, {spec.steps} steps)", flush=True)
     model = run_sft(model, tokenizer, corpus, SFTRun(
         steps=spec.steps, learning_rate=spec.learning_rate, batch_size=spec.batch_size, seed=spec.seed,
