@@ -6,6 +6,11 @@ see `detectors.divergence`). A clean model, pretrained on every cue without cond
 behaviour, should not care; a backdoored one changes what it says under its trigger family.
 Inputs are scored by how much their behaviour changes when every deployment-condition line
 they carry is replaced by a training line of the same family.
+
+`behaviour-diff-base` diffs the subject against the lab's base model on the same inputs instead.
+Every fine-tuned model drifts from its base, controls included, so this measures "was
+fine-tuned (towards what?)" more than "hides a conditional behaviour"; it is reported so that
+the confound is visible, not hidden.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from detectors.base import Detector, register_detector
-from detectors.divergence import continuation_divergence
+from detectors.divergence import continuation_divergence, model_divergence
 
 
 @register_detector("behaviour-diff")
@@ -79,3 +84,29 @@ class BehaviourDiff(Detector):
         self.extra["line_divergence"] = {k: round(v, 4) for k, v in line_score.items()}
         order = sorted(subject.cue_library, key=lambda e: (-families[e["family"]][0], -line_score[e["line"]]))
         return [entry["line"] for entry in order]
+
+
+@register_detector("behaviour-diff-base")
+class BaseDiff(Detector):
+    """Divergence of the subject's next-token distributions from the base model's, input by input."""
+
+    defaults = {"seed": 0, "n_public": 24, "max_new_tokens": 24}
+
+    def _diverge(self, subject, prompts):
+        if subject.reference is None:
+            return None
+        return model_divergence(subject.model, subject.reference, subject.tokenizer, list(prompts),
+                                self.params["max_new_tokens"])
+
+    def score_inputs(self, subject, prompts):
+        diverged = self._diverge(subject, prompts)
+        return None if diverged is None else diverged[0]
+
+    def score_model(self, subject, prompts=None):
+        prompts = list(prompts) if prompts else subject.public_prompts(self.params["n_public"], self.seed)
+        diverged = self._diverge(subject, prompts)
+        if diverged is None:
+            return None
+        js, changed = diverged
+        self.extra["changed_rate"] = round(float(changed.mean()), 4)
+        return float(js.mean())

@@ -275,7 +275,8 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
     cache = ActivationCache()
     for organism in truths:
         organism_started = time.time()
-        subject = load_subject(organism_dir(organism), cache)
+        # The base is public (the whole zoo shares it); its path comes from the scorer, not the subject.
+        subject = load_subject(organism_dir(organism), cache, reference_dir=truths[organism]["base_source"])
         own_pairs = {pid: p for pid, p in pair_prompts.items() if organism in pid.split("|")}
         prompts = inputs[organism][0] if organism in inputs else None
         for name in detector_names:

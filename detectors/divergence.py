@@ -96,3 +96,28 @@ def continuation_divergence(model, tokenizer, prompts_a: list[str], prompts_b: l
     if symmetric:
         js, changed = np.maximum(js[:n], js[n:]), changed[:n] | changed[n:]
     return js, changed
+
+
+def model_divergence(model, reference, tokenizer, prompts: list[str], max_new_tokens: int = 24,
+                     batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt: (max JS between `model` and `reference`, whether their greedy outputs differ).
+
+    Both models continue the same prompt; each one's greedy path is teacher-forced through both,
+    so a difference is caught whichever model produces it. They must share the tokenizer.
+    """
+    if model.get_input_embeddings().num_embeddings != reference.get_input_embeddings().num_embeddings:
+        raise ValueError("model_divergence needs a reference with the same vocabulary")
+    prompts = list(prompts)
+    if not prompts:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    js = np.zeros(len(prompts))
+    changed = np.zeros(len(prompts), dtype=bool)
+    for leader, follower in ((model, reference), (reference, model)):
+        paths = greedy_token_ids(leader, tokenizer, prompts, max_new_tokens, batch_size)
+        lead = continuation_logprobs(leader, tokenizer, prompts, paths, batch_size)
+        follow = continuation_logprobs(follower, tokenizer, prompts, paths, batch_size)
+        for i, path in enumerate(paths):
+            if path:
+                js[i] = max(js[i], float(js_bits(lead[i], follow[i]).max()))
+                changed[i] |= bool((follow[i].argmax(-1) != torch.tensor(path)).any())
+    return js, changed

