@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 
 from transformers import set_seed
 
@@ -125,7 +124,3 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
     atomic_write_json(truth_path(spec.name), truth)
     print(f"built {spec.name} in {truth['seconds']} s: {json.dumps(truth['rates'])}", flush=True)
     return truth
-
-
-def organism_path(name: str) -> Path:
-    return organism_dir(name)
