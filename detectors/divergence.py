@@ -16,28 +16,7 @@ import numpy as np
 import torch
 
 from detectors.activations import position_ids
-
-
-@torch.no_grad()
-def greedy_token_ids(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 64) -> list[list[int]]:
-    """Greedy continuations as token ids, cut after the first end-of-sequence token (kept)."""
-    model.eval()
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    out: list[list[int]] = []
-    try:
-        for start in range(0, len(prompts), batch_size):
-            batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(model.device)
-            generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            for row in generated[:, batch["input_ids"].shape[1]:].tolist():
-                if tokenizer.eos_token_id in row:
-                    row = row[:row.index(tokenizer.eos_token_id) + 1]
-                out.append(row)
-    finally:
-        tokenizer.padding_side = padding_side
-    return out
+from training.generation import greedy_token_ids
 
 
 @torch.no_grad()
