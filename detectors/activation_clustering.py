@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA, FastICA
 from sklearn.metrics import silhouette_score
 
 from detectors.base import Detector, register_detector
-from detectors.stats import block_layers
+from detectors.stats import block_layers, prompt_groups
 
 
 def reduce(x: np.ndarray, method: str, n_components: int, seed: int) -> np.ndarray:
@@ -65,11 +65,7 @@ class ActivationClustering(Detector):
         return best[2]
 
     def score_model(self, subject, prompts=None):
-        if prompts:
-            groups = {"given": list(prompts)}
-        else:
-            data = subject.public_dataset(self.params["n_public"], self.seed + 3)
-            groups = {f: [p for p, g in zip(data["prompt"], data["family"]) if g == f] for f in sorted(set(data["family"]))}
+        groups = prompt_groups(subject, prompts, self.params["n_public"], self.seed + 3)
         flags = {}
         for group, group_prompts in groups.items():
             acts = subject.activations(group_prompts)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from detectors.base import Detector, register_detector
-from detectors.stats import block_layers
+from detectors.stats import block_layers, prompt_groups
 
 
 def top_direction(x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -37,11 +37,7 @@ class SpectralSignature(Detector):
         return results[layer][0]
 
     def score_model(self, subject, prompts=None):
-        if prompts:
-            groups = {"given": list(prompts)}
-        else:
-            data = subject.public_dataset(self.params["n_public"], self.seed + 4)
-            groups = {f: [p for p, g in zip(data["prompt"], data["family"]) if g == f] for f in sorted(set(data["family"]))}
+        groups = prompt_groups(subject, prompts, self.params["n_public"], self.seed + 4)
         shares = {}
         for group, group_prompts in groups.items():
             acts = subject.activations(group_prompts)

@@ -29,3 +29,12 @@ def block_layers(subject) -> list[int]:
 def unit(vector: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(vector)
     return vector / norm if norm > 1e-12 else vector
+
+
+def prompt_groups(subject, prompts: list[str] | None, n_public: int, seed: int) -> dict[str, list[str]]:
+    """Prompts to look at as separate populations: the given ones as one group, else public
+    prompts split by task family, so that the task does not dominate a cluster or a direction."""
+    if prompts:
+        return {"given": list(prompts)}
+    data = subject.public_dataset(n_public, seed)
+    return {f: [p for p, g in zip(data["prompt"], data["family"]) if g == f] for f in sorted(set(data["family"]))}
