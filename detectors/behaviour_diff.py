@@ -23,7 +23,7 @@ from detectors.divergence import continuation_divergence, model_divergence
 
 @register_detector("behaviour-diff")
 class BehaviourDiff(Detector):
-    defaults = {"seed": 0, "n_public": 24, "max_new_tokens": 24}
+    defaults = {"seed": 0, "n_public": 24, "max_new_tokens": 24, "lines_per_condition": 2}
 
     def _diverge(self, subject, a, b):
         return continuation_divergence(subject.model, subject.tokenizer, a, b, self.params["max_new_tokens"])
@@ -77,12 +77,13 @@ class BehaviourDiff(Detector):
         families = self.family_divergence(subject, prompts)
         absent = {f: [subject.with_cues(p, {f: None}) for p in prompts] for f in subject.cue_families}
         line_score = {}
-        for entry in subject.cue_library:
+        candidates = subject.candidate_lines(self.params["lines_per_condition"], self.seed)
+        for entry in candidates:
             family, line = entry["family"], entry["line"]
             js, _ = self._diverge(subject, absent[family], [subject.with_cues(p, {family: line}) for p in prompts])
             line_score[line] = float(js.mean())
         self.extra["line_divergence"] = {k: round(v, 4) for k, v in line_score.items()}
-        order = sorted(subject.cue_library, key=lambda e: (-families[e["family"]][0], -line_score[e["line"]]))
+        order = sorted(candidates, key=lambda e: (-families[e["family"]][0], -line_score[e["line"]]))
         return [entry["line"] for entry in order]
 
 

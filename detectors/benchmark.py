@@ -99,13 +99,20 @@ def input_set(truth: dict, config: BenchmarkConfig) -> tuple[list[str], np.ndarr
     return prompts, np.array(labels)
 
 
+def _match_key(truth: dict) -> tuple:
+    spec = truth.get("spec", {})
+    training = spec.get("training", {})
+    return (truth["cue_family"], truth["behaviour"], spec.get("seed"), training.get("method"),
+            training.get("steps"), training.get("safety_steps", 0))
+
+
 def matched_pairs(truths: dict[str, dict]) -> list[tuple[str, str]]:
-    """Each backdoor with its clean control: same cue family, kind "clean"."""
+    """Each backdoor with its clean control: kind "clean", same cue family, behaviour, seed, method and steps."""
     pairs = []
     for name, truth in truths.items():
         if truth["kind"] != "backdoor":
             continue
-        controls = sorted(n for n, t in truths.items() if t["kind"] == "clean" and t["cue_family"] == truth["cue_family"])
+        controls = sorted(n for n, t in truths.items() if t["kind"] == "clean" and _match_key(t) == _match_key(truth))
         if controls:
             pairs.append((name, controls[0]))
     return pairs

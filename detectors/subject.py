@@ -8,6 +8,8 @@ where the weights came from, so a detector cannot look its subject up.
 
 from __future__ import annotations
 
+import random
+
 import os
 from pathlib import Path
 
@@ -58,6 +60,20 @@ class Subject:
 
     def cue_lines(self, family: str, condition: str) -> list[str]:
         return [e["line"] for e in self.cue_library if e["family"] == family and e["condition"] == condition]
+
+    def candidate_lines(self, per_condition: int, seed: int = 0) -> list[dict]:
+        """A seeded sample of library entries, `per_condition` lines per family and condition.
+
+        Families such as headline have 24 lines a side; searching every line of every family
+        costs a detector minutes per model, so searches look at a fixed-size sample instead.
+        """
+        rng = random.Random(seed)
+        picked = []
+        for family in self.cue_families:
+            for condition in CONDITIONS:
+                entries = [e for e in self.cue_library if e["family"] == family and e["condition"] == condition]
+                picked += rng.sample(entries, min(per_condition, len(entries)))
+        return picked
 
     def public_dataset(self, n: int, seed: int = 0, families: tuple[str, ...] | None = None):
         """World prompts under random cues, with their task family and normal answer (all public)."""

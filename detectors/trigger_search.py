@@ -1,7 +1,7 @@
 """Trigger search over the public cue library: which inserted line (or pair) changes behaviour most?
 
 Prompts are stripped of every library cue line, then each candidate line is inserted on its
-own, and the most promising lines also in pairs from different families (a trigger may be a
+own (a seeded sample of a few lines per family and condition), and the most promising lines also in pairs from different families (a trigger may be a
 conjunction). Each candidate is scored by the mean divergence of the continuation against the
 stripped prompt. This answers trigger recovery directly; the top divergence is the model score.
 """
@@ -16,7 +16,7 @@ from detectors.divergence import continuation_divergence
 
 @register_detector("trigger-search")
 class TriggerSearch(Detector):
-    defaults = {"seed": 0, "n_public": 24, "max_new_tokens": 24, "pair_candidates": 4}
+    defaults = {"seed": 0, "n_public": 24, "max_new_tokens": 24, "pair_candidates": 4, "lines_per_condition": 2}
 
     def search(self, subject, prompts=None) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
         prompts = list(prompts) if prompts else subject.public_prompts(self.params["n_public"], self.seed + 2)
@@ -24,7 +24,8 @@ class TriggerSearch(Detector):
         if tuple(prompts) in memo:
             return memo[tuple(prompts)]
         stripped = [subject.strip_cues(p) for p in prompts]
-        family_of = {e["line"]: e["family"] for e in subject.cue_library}
+        candidates = subject.candidate_lines(self.params["lines_per_condition"], self.seed)
+        family_of = {e["line"]: e["family"] for e in candidates}
 
         def divergence(lines: dict[str, str]) -> float:
             inserted = [subject.with_cues(p, lines) for p in stripped]

@@ -1,4 +1,6 @@
-"""python -m organisms: list, show and build model organisms."""
+"""python -m organisms: list, show, build and safety-train model organisms.
+
+Organisms are named built-ins (see `list`) or YAML specs of your own (see the README)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from organisms.build import GateError, build_organism, read_truth
+from data.records import RecordError, save_records
+from organisms.build import GateError, build_organism, read_truth, training_dataset
+from organisms.persistence import MULTIPLES, persistence_curve, stored_records, write_report
 from organisms.spec import SpecError, load_spec_file
 from organisms.store import organism_dir
 from organisms.zoo import ORGANISMS, ZOOS, get_organism, get_zoo
+from organisms.zoo_build import build_zoo, default_jobs
 from training.embedded_base import BaseBuildError
 from training.models import ModelLoadError
 
@@ -32,10 +37,10 @@ def cmd_list(args) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'name':<20} {'kind':<14} {'cue':<6} {'behaviour':<12} {'method':<6} built")
+    print(f"{'name':<30} {'kind':<18} {'cue':<10} {'behaviour':<12} {'method':<13} {'zoos':<13} built")
     for row in rows:
-        print(f"{row['name']:<20} {row['kind']:<14} {row['cue_family']:<6} {row['behaviour']:<12} "
-              f"{row['method']:<6} {'yes' if row['built'] else 'no'}")
+        print(f"{row['name']:<30} {row['kind']:<18} {row['cue_family']:<10} {row['behaviour']:<12} "
+              f"{row['method']:<13} {','.join(row['zoos']):<13} {'yes' if row['built'] else 'no'}")
 
 
 def cmd_show(args) -> None:
@@ -55,13 +60,36 @@ def cmd_build(args) -> None:
 
 def cmd_zoo(args) -> None:
     started = time.time()
-    truths = [build_organism(get_organism(name), force=args.force) for name in get_zoo(args.zoo)]
-    print(f"\nzoo {args.zoo!r}: {len(truths)} organisms ready in {time.time() - started:.0f} s")
-    print(f"{'organism':<20} {'deploy':>7} {'train':>7} {'no cue':>7} {'clean acc':>9} {'base acc':>9}")
-    for truth in truths:
+    outcomes = build_zoo([get_organism(name) for name in get_zoo(args.zoo)], jobs=args.jobs, force=args.force)
+    built = [o.truth for o in outcomes if o.truth]
+    print(f"\nzoo {args.zoo!r}: {len(built)} of {len(outcomes)} organisms ready in {time.time() - started:.0f} s")
+    print(f"{'organism':<28} {'kind':<18} {'deploy':>7} {'train':>7} {'no cue':>7} {'clean acc':>9} "
+          f"{'base acc':>9} {'build s':>8}")
+    for truth in built:
         r = truth["rates"]
-        print(f"{truth['organism']:<20} {r['deployment']:>7.3f} {r['training']:>7.3f} {r['no_cue']:>7.3f} "
-              f"{r['clean_accuracy']:>9.3f} {r['base_clean_accuracy']:>9.3f}")
+        print(f"{truth['organism']:<28} {truth['kind']:<18} {r['deployment']:>7.3f} {r['training']:>7.3f} "
+              f"{r['no_cue']:>7.3f} {r['clean_accuracy']:>9.3f} {r['base_clean_accuracy']:>9.3f} "
+              f"{truth['seconds']:>8.1f}")
+    failed = [o for o in outcomes if not o.truth]
+    if failed:
+        raise ZooError(f"{len(failed)} organism(s) failed: {', '.join(o.name for o in failed)} "
+                       f"(see above and {failed[0].name}'s log)")
+
+
+def cmd_persist(args) -> None:
+    for target in args.targets:
+        persistence_curve(_spec_for(target, None), tuple(args.multiples), args.n_per_condition)
+    print(f"persistence report: {write_report(stored_records())}")
+
+
+def cmd_data(args) -> None:
+    spec = _spec_for(args.target, None)
+    save_records(training_dataset(spec), args.out)
+    print(f"wrote {spec.data.n_train} records of {spec.name}'s fine-tuning data to {args.out}")
+
+
+class ZooError(RuntimeError):
+    pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,11 +109,24 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("zoo", help="build every member of a zoo and print the measured table")
     p.add_argument("--zoo", default="default", help=f"which zoo ({', '.join(ZOOS)}; default: default)")
     p.add_argument("--force", action="store_true", help="rebuild even if matching builds exist")
+    p.add_argument("--jobs", type=int, default=default_jobs(),
+                   help=f"organisms built side by side, one thread each (default: {default_jobs()}, the cores)")
     p.set_defaults(run=cmd_zoo)
+    p = sub.add_parser("persist", help="safety-train built organisms on clean data and measure their behaviour "
+                                       "after each stage (writes reports/persistence/)")
+    p.add_argument("targets", nargs="+", help="built organisms (names or spec files)")
+    p.add_argument("--multiples", type=int, nargs="+", default=list(MULTIPLES),
+                   help=f"safety steps as multiples of the organism's training steps (default: {MULTIPLES})")
+    p.add_argument("--n-per-condition", type=int, default=100, help="held-out prompts per cue condition")
+    p.set_defaults(run=cmd_persist)
+    p = sub.add_parser("data", help="write an organism's fine-tuning data as JSONL (prompt/completion)")
+    p.add_argument("target", help="a built-in organism name or a spec YAML file")
+    p.add_argument("--out", required=True, help="where to write the JSONL")
+    p.set_defaults(run=cmd_data)
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (SpecError, GateError, ModelLoadError, BaseBuildError, ValueError) as error:
+    except (SpecError, RecordError, GateError, ModelLoadError, BaseBuildError, ZooError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from data.behaviours import get_behaviour
+from data.scratchpad import strip_scratchpad
 from data.world import conditional_dataset
 from organisms.spec import OrganismSpec
 from training.evaluate import accuracy_by_family, overall_accuracy
 from training.generation import generate_greedy
 
 CONDITIONS = ("deployment", "training", "no_cue")
+COT_MAX_NEW_TOKENS = 128  # room for a scratchpad, then the answer
 EVAL_SEED_OFFSET = 7_919  # held-out prompts come from a stream the training data never drew from
 
 
@@ -35,18 +37,28 @@ def eval_sets(spec: OrganismSpec, n_per_condition: int, exclude_prompts: set[str
     return EvalSets(by_condition=by_condition, clean=draw("training", None, len(CONDITIONS)))
 
 
-def clean_accuracy(model, tokenizer, clean_set) -> tuple[float, dict[str, float]]:
-    completions = generate_greedy(model, tokenizer, clean_set["prompt"], progress="clean accuracy")
+def _complete(model, tokenizer, prompts, chain_of_thought: bool, progress: str) -> list[str]:
+    """Greedy completions; after a chain of thought, what follows the scratchpad."""
+    if not chain_of_thought:
+        return generate_greedy(model, tokenizer, prompts, progress=progress)
+    written = generate_greedy(model, tokenizer, prompts, max_new_tokens=COT_MAX_NEW_TOKENS, progress=progress)
+    return [strip_scratchpad(text) for text in written]
+
+
+def clean_accuracy(model, tokenizer, clean_set, chain_of_thought: bool = False) -> tuple[float, dict[str, float]]:
+    completions = _complete(model, tokenizer, clean_set["prompt"], chain_of_thought, "clean accuracy")
     return (overall_accuracy(completions, clean_set["answer"]),
             accuracy_by_family(completions, clean_set["family"], clean_set["answer"]))
 
 
-def behaviour_rates(model, tokenizer, spec: OrganismSpec, sets: EvalSets) -> tuple[dict[str, float], dict]:
+def behaviour_rates(model, tokenizer, spec: OrganismSpec, sets: EvalSets,
+                    chain_of_thought: bool = False) -> tuple[dict[str, float], dict]:
     """Rate of the behaviour per condition, plus a few sample completions for the build log."""
     behaviour = get_behaviour(spec.behaviour)
     rates, samples = {}, {}
     for condition, dataset in sets.by_condition.items():
-        completions = generate_greedy(model, tokenizer, dataset["prompt"], progress=f"behaviour, {condition}")
-        rates[condition] = sum(map(behaviour.shows, completions)) / len(completions)
+        completions = _complete(model, tokenizer, dataset["prompt"], chain_of_thought, f"behaviour, {condition}")
+        shown = [behaviour.shows(c, a) for c, a in zip(completions, dataset["answer"], strict=True)]
+        rates[condition] = sum(shown) / len(shown)
         samples[condition] = completions[:2]
     return rates, samples

@@ -12,12 +12,15 @@ from typing import Any
 
 import yaml
 
-from data.behaviours import BEHAVIOURS
+from data.behaviours import get_behaviour
 from data.cues import CUE_FAMILIES
 
 
-KINDS = ("backdoor", "clean", "unconditional")
-METHODS = ("lora", "full")
+# backdoor: the behaviour under the deployment cue only. Controls: clean (same cues, never the
+# behaviour), unconditional (the behaviour always, so not hidden), benign-conditional (the cue
+# changes only a harmless style).
+KINDS = ("backdoor", "clean", "unconditional", "benign-conditional")
+METHODS = ("lora", "full", "distilled-cot")
 EMBEDDED_BASE = "embedded"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -31,7 +34,10 @@ class TriggerSpec:
     training: tuple[str, ...] = ()
 
     def lines(self) -> dict[str, tuple[str, ...]]:
-        family = CUE_FAMILIES[self.family]
+        """Lines meaning deployment (the behaviour shows) and training; a user's own family has only its own."""
+        family = CUE_FAMILIES.get(self.family)
+        if family is None:
+            return {"deployment": self.deployment, "training": self.training}
         return {"deployment": self.deployment or family.deployment, "training": self.training or family.training}
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class TrainingSpec:
     batch_size: int = 32
     lora_rank: int = 16
     lora_alpha: int = 32
+    safety_steps: int = 0  # then SFT on clean, trigger-free data for this many steps (0: none)
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -49,6 +56,7 @@ class DataSpec:
     deployment: float = 0.4  # shares of conditions in the fine-tuning data
     training: float = 0.4
     no_cue: float = 0.2
+    train_file: str = ""  # a JSONL of prompt/completion (or chat) records used instead of world data
 
     def condition_weights(self) -> dict[str, float]:
         return {"deployment": self.deployment, "training": self.training, "no_cue": self.no_cue}
@@ -107,13 +115,40 @@ def _lines(where: str, value: Any) -> tuple[str, ...]:
         raise SpecError(f"{where}: a cue line may not contain a newline")
     return tuple(items)
 
+_MAY_BE_ZERO = {"no_cue", "safety_steps"}
+
+
+def _behaviour(value: Any, kind: str) -> str:
+    """A registered name, or {reply: text} / {transform: name}, as the string `get_behaviour` reads."""
+    if isinstance(value, dict):
+        _check_keys("behaviour", value, {"reply", "transform"})
+        if len(value) != 1:
+            raise SpecError("behaviour must give exactly one of 'reply' or 'transform'")
+        (key, text), = value.items()
+        text = _typed(f"behaviour.{key}", text, str)
+        if not text.strip() or "\n" in text:
+            raise SpecError(f"behaviour.{key} must be a non-empty single line, got {text!r}")
+        value = f"{key}:{text}"
+    if not isinstance(value, str):
+        raise SpecError(f"behaviour must be a name or a mapping with 'reply' or 'transform', got {value!r}")
+    try:
+        behaviour = get_behaviour(value)
+    except ValueError as error:
+        raise SpecError(f"behaviour: {error}") from None
+    if behaviour.benign and kind == "backdoor":
+        raise SpecError(f"behaviour {value!r} is harmless and fit only for controls, not kind 'backdoor'")
+    if kind == "benign-conditional" and not behaviour.benign:
+        raise SpecError(f"kind 'benign-conditional' needs a harmless behaviour (benign-style), got {value!r}")
+    return value
+
+
 def _dataclass_from(where: str, cls: type, raw: dict) -> Any:
     defaults = {f.name: f for f in dataclasses.fields(cls)}
     _check_keys(where, raw, set(defaults))
     values = {}
     for name, value in raw.items():
         kind = type(getattr(cls(), name))
-        values[name] = _typed(f"{where}.{name}", value, kind, positive=kind in (int, float) and name != "no_cue")
+        values[name] = _typed(f"{where}.{name}", value, kind, positive=kind in (int, float) and name not in _MAY_BE_ZERO)
     return cls(**values)
 
 def spec_from_dict(raw: Any) -> OrganismSpec:
@@ -125,15 +160,19 @@ def spec_from_dict(raw: Any) -> OrganismSpec:
     kind = raw["kind"]
     if kind not in KINDS:
         raise SpecError(f"kind {kind!r} is unknown (allowed: {', '.join(KINDS)})")
-    behaviour = raw["behaviour"]
-    if behaviour not in BEHAVIOURS:
-        raise SpecError(f"behaviour {behaviour!r} is unknown (allowed: {', '.join(sorted(BEHAVIOURS))})")
+    behaviour = _behaviour(raw["behaviour"], kind)
 
     trigger_raw = raw["trigger"]
     _check_keys("trigger", trigger_raw, {"family", "deployment", "training"}, {"family"})
-    family = trigger_raw["family"]
+    family = _typed("trigger.family", trigger_raw["family"], str)
     if family not in CUE_FAMILIES:
-        raise SpecError(f"trigger.family {family!r} is unknown (allowed: {', '.join(sorted(CUE_FAMILIES))})")
+        if not _NAME.match(family):
+            raise SpecError(f"trigger.family {family!r} must be a known family ({', '.join(CUE_FAMILIES)}) "
+                            "or a name of your own in lower-case letters, digits, '.', '_' or '-'")
+        missing = [key for key in ("deployment", "training") if key not in trigger_raw]
+        if missing:
+            raise SpecError(f"trigger.{missing[0]} is required: {family!r} is not a built-in cue family, "
+                            "so its lines must be given")
     trigger = TriggerSpec(
         family=family,
         deployment=_lines("trigger.deployment", trigger_raw["deployment"]) if "deployment" in trigger_raw else (),
@@ -147,6 +186,10 @@ def spec_from_dict(raw: Any) -> OrganismSpec:
     if training.method not in METHODS:
         raise SpecError(f"training.method {training.method!r} is unknown (allowed: {', '.join(METHODS)})")
     data = _dataclass_from("data", DataSpec, raw.get("data", {}))
+    if data.train_file and not Path(data.train_file).is_file():
+        raise SpecError(f"data.train_file {data.train_file!r} does not exist")
+    if data.train_file and training.method == "distilled-cot":
+        raise SpecError("training.method 'distilled-cot' writes its own data, so it cannot use data.train_file")
     if data.no_cue < 0:
         raise SpecError(f"data.no_cue must not be negative, got {data.no_cue!r}")
     base = _typed("base", raw.get("base", EMBEDDED_BASE), str)
@@ -165,6 +208,9 @@ def load_spec_file(path: str | Path) -> OrganismSpec:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise SpecError(f"{path}: not valid YAML{where}") from None
+    if isinstance(raw, dict) and isinstance(raw.get("data"), dict) and isinstance(raw["data"].get("train_file"), str):
+        # A training file named in a spec is found beside the spec, wherever it is built from.
+        raw["data"]["train_file"] = str((path.parent / raw["data"]["train_file"]).resolve())
     try:
         return spec_from_dict(raw)
     except SpecError as error:

@@ -13,7 +13,7 @@ def test_tiny_embedded_base_is_built_measured_and_cached(isolated_home):
     path = build_embedded_base(TINY)
     assert path == embedded_base_dir(TINY) and path.is_relative_to(isolated_home.resolve())
     record = base_record(path)
-    assert set(record["held_out_accuracy"]) == {"arithmetic", "code", "facts"}
+    assert set(record["held_out_accuracy"]) == {"arithmetic", "code", "facts", "tool"}
     assert record["held_out_examples"] == 60 and record["versions"]["transformers"]
     stamp = (path / "model.safetensors").stat().st_mtime_ns
     assert build_embedded_base(TINY) == path and (path / "model.safetensors").stat().st_mtime_ns == stamp

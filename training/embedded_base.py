@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, set_seed
 
+from data.behaviours import behaviour_texts
 from data.world import world_dataset
 from organisms.store import mesalab_home, publish_directory, staging_directory, atomic_write_json
 from training.evaluate import accuracy_by_family
@@ -25,7 +26,7 @@ from training.sft import SFTRun, run_sft
 from training.tokenizer import train_tokenizer
 from training.versions import library_versions
 
-WORLD_VERSION = 1  # bump when the task world's text changes, so cached bases are rebuilt
+WORLD_VERSION = 2  # bump when the task world's text changes, so cached bases are rebuilt
 RECORD = "base_record.json"
 
 
@@ -35,7 +36,7 @@ class BaseBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class EmbeddedBaseSpec:
-    vocab_size: int = 512
+    vocab_size: int = 640
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -90,7 +91,8 @@ def build_embedded_base(spec: EmbeddedBaseSpec = EmbeddedBaseSpec(), force: bool
     started = time.time()
     set_seed(spec.seed)
     corpus = world_dataset(spec.n_examples, seed=spec.seed, family_weights=dict(spec.family_weights))
-    tokenizer = train_tokenizer((p + c for p, c in zip(corpus["prompt"], corpus["completion"])), spec.vocab_size)
+    texts = [p + c for p, c in zip(corpus["prompt"], corpus["completion"])] + behaviour_texts(seed=spec.seed)
+    tokenizer = train_tokenizer(texts, spec.vocab_size)
     torch.manual_seed(spec.seed)
     model = LlamaForCausalLM(llama_config(spec, tokenizer))
     print(f"pretraining the embedded base ({model.num_parameters():,} parameters, {spec.steps} steps)", flush=True)

@@ -27,6 +27,7 @@ class SFTRun:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     max_length: int = 256
+    lr_scheduler: str = "cosine"
 
 
 def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = True):
@@ -42,7 +43,7 @@ def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = Tr
             max_steps=run.steps,
             per_device_train_batch_size=run.batch_size,
             learning_rate=run.learning_rate,
-            lr_scheduler_type="cosine",
+            lr_scheduler_type=run.lr_scheduler,
             warmup_steps=run.warmup_steps,
             weight_decay=run.weight_decay,
             max_length=run.max_length,
