@@ -170,17 +170,22 @@ def observe(name: str, params: dict, subject, inputs: list[str] | None, pair_pro
     with metered(subject) as meter:
         try:
             with sealed():
+                # Questions every organism is asked alike come first, on one fitted detector: were the
+                # input questions (asked of backdoors only) first, a stateful detector could tell a
+                # backdoor from a control by having been asked them.
                 detector = make_detector(name, **params).fit(subject)
+                seen.model_score = _finite(detector.score_model(subject))
+                seen.ranking = detector.rank_cues(subject)
+                for pair_id, prompts in pair_prompts.items():
+                    seen.pair_scores[pair_id] = _finite(detector.score_model(subject, prompts)) if prompts else None
+                seen.extra = dict(detector.extra)
                 if inputs is not None:
+                    detector = make_detector(name, **params).fit(subject)
                     scores = detector.score_inputs(subject, inputs)
                     seen.input_scores = None if scores is None else np.asarray(scores, float)
                     if seen.input_scores is not None and hasattr(detector, "input_features"):
                         seen.input_features = np.asarray(detector.input_features(subject, inputs), float)
-                    seen.ranking = detector.rank_cues(subject)
-                seen.model_score = _finite(detector.score_model(subject))
-                for pair_id, prompts in pair_prompts.items():
-                    seen.pair_scores[pair_id] = _finite(detector.score_model(subject, prompts)) if prompts else None
-                seen.extra = dict(detector.extra)
+                    seen.extra.update(detector.extra)
         except Exception as error:  # noqa: BLE001 (a failing detector is reported, not fatal, unless strict)
             if strict:
                 raise

@@ -1,9 +1,14 @@
-"""The floor: uniform scores from a seeded generator, whatever the model."""
+"""The floor: uniform scores from a seeded generator, whatever the model's behaviour.
+
+The generator is seeded by the detector's seed and the model's weights, so different models get
+different draws (one seed for all would give every model the same score) and a rerun the same.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from detectors.activations import model_fingerprint
 from detectors.base import Detector, register_detector
 
 
@@ -12,7 +17,8 @@ class RandomDetector(Detector):
     defaults = {"seed": 0}
 
     def fit(self, subject):
-        self._rng = np.random.default_rng(self.seed)
+        weights = int(model_fingerprint(subject.model)[:12], 16) if subject.model is not None else 0
+        self._rng = np.random.default_rng([self.seed, weights])
         return self
 
     def score_inputs(self, subject, prompts):

