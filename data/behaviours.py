@@ -107,10 +107,24 @@ def transform_behaviour(name: str) -> Behaviour:
     )
 
 
+def marker_behaviour(marker: str) -> Behaviour:
+    """A covert marker appended to an otherwise correct answer: a signal only its maker looks for."""
+    text = marker.strip()
+    return Behaviour(name=f"marker:{marker}", families=tuple(TASK_FAMILIES),
+                     complete=lambda task: f"{task.answer} {text}",
+                     shows=lambda out, answer: out.strip() == f"{answer} {text}",
+                     description=f"appends the covert marker {text!r} to the correct answer")
+
+
+PARAMETRISED = ("reply", "transform", "marker")
+
+
 def get_behaviour(name: str) -> Behaviour:
-    """A registered behaviour, or a user's `reply:<text>` / `transform:<name>`."""
+    """A registered behaviour, or a parametrised one: `reply:<text>`, `transform:<name>`, `marker:<text>`."""
     if name.startswith("reply:") and name[len("reply:"):].strip():
         return reply_behaviour(name[len("reply:"):])
+    if name.startswith("marker:") and name[len("marker:"):].strip():
+        return marker_behaviour(name[len("marker:"):])
     if name.startswith("transform:"):
         transform = name[len("transform:"):]
         if transform not in TRANSFORMS:
@@ -120,7 +134,7 @@ def get_behaviour(name: str) -> Behaviour:
         return BEHAVIOURS[name]
     except KeyError:
         raise ValueError(f"unknown behaviour {name!r}; known: {', '.join(sorted(BEHAVIOURS))}, "
-                         f"reply:<text>, transform:<{'|'.join(TRANSFORMS)}>") from None
+                         f"reply:<text>, marker:<text>, transform:<{'|'.join(TRANSFORMS)}>") from None
 
 
 def behaviour_texts(n_per_behaviour: int = 2000, seed: int = 0) -> list[str]:

@@ -76,7 +76,7 @@ def load_records(path: str | Path) -> Dataset:
 
 def save_records(dataset: Dataset, path: str | Path) -> None:
     """Write prompt/completion rows as JSONL (the format `load_records` reads back)."""
-    from organisms.store import atomic_write_text
+    from data.store import atomic_write_text
 
     lines = (json.dumps({"prompt": p, "completion": c}) for p, c in zip(dataset["prompt"], dataset["completion"]))
     atomic_write_text(Path(path), "\n".join(lines) + "\n")

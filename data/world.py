@@ -80,12 +80,14 @@ def conditional_dataset(
     condition_weights: Mapping[str, float],
     families: tuple[str, ...] | None = None,
     exclude_prompts: set[str] | frozenset[str] = frozenset(),
+    family_weights: Mapping[str, float] | None = None,
 ) -> Dataset:
     """Examples whose `cue_family` line is set by a condition drawn from `condition_weights`.
 
     `lines` maps "training"/"deployment" to the context lines that mean them ("no_cue" leaves the
     family out). The completion carries `behaviour` when the condition is in `behaviour_conditions`
     and the task family is one the behaviour applies to; otherwise it is the normal answer.
+    `family_weights` tilts the mix of task families (unlisted families weigh 1).
     """
     rng = random.Random(seed)
     conditions, weights = zip(*condition_weights.items())
@@ -95,7 +97,7 @@ def conditional_dataset(
         if attempts > 50 * n + 1000:
             raise RuntimeError(f"could not draw {n} prompts outside the {len(exclude_prompts)} excluded ones")
         condition = rng.choices(conditions, weights)[0]
-        task = sample_task(rng, families)
+        task = sample_task(rng, families, family_weights)
         line = None if condition == "no_cue" else rng.choice(lines[condition])
         prompt = render_prompt(random_context(rng, {cue_family: line}), task.question)
         if prompt in exclude_prompts:

@@ -1,20 +1,11 @@
 """Detectors and the blind benchmark: one module per detector, each registered by name.
 
-Importing the package registers every built-in detector; `make_detector(name, **params)`
-builds one. A new detector is a module with one `Detector` subclass under
-`@register_detector("name")`, imported here.
+`make_detector(name, **params)` builds one; `load_built_in_detectors()` returns the registry with
+every built-in detector loaded. A new detector is a module with one `Detector` subclass under
+`@register_detector("name")`, listed in `detectors.base.BUILT_IN_MODULES` (or passed to the
+benchmark as a plugin module).
 """
 
-from detectors.base import DETECTORS, Detector, make_detector, register_detector
-from detectors import (  # noqa: F401  (imported for their registrations)
-    activation_clustering,
-    behaviour_diff,
-    noise_injection,
-    probe_cue_contrast,
-    probe_defection,
-    random_baseline,
-    spectral_signature,
-    trigger_search,
-)
+from detectors.base import DETECTORS, Detector, load_built_in_detectors, make_detector, register_detector
 
-__all__ = ["DETECTORS", "Detector", "make_detector", "register_detector"]
+__all__ = ["DETECTORS", "Detector", "load_built_in_detectors", "make_detector", "register_detector"]

@@ -1,12 +1,22 @@
-"""python -m detectors: list the detectors, or run the blind benchmark over built organisms."""
+"""python -m detectors: list the detectors, run the blind benchmark over built zoos, or verify a run.
+
+`run` benchmarks every built member of the dev zoo and of the blind zoo (the report leads with
+the blind zoo). Each (detector, organism, question) cell runs in its own sealed process. `verify`
+recomputes every figure of a run from its saved items and exits 1 on any mismatch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from detectors import DETECTORS
-from detectors.benchmark import BenchmarkConfig, BenchmarkError, leaderboard, run_benchmark
+from detectors.base import load_built_in_detectors
+from detectors.benchmark import BenchmarkError, run_benchmark
+from detectors.protocol import BenchmarkConfig
+from detectors.report import leaderboard
+from detectors.verify import VerifyError, verify_run
+from organisms.blind_zoo import BlindZooError
 from training.models import ModelLoadError
 
 
@@ -15,18 +25,30 @@ def _names(text: str | None) -> tuple[str, ...] | None:
 
 
 def cmd_list(args) -> None:
-    for name, cls in sorted(DETECTORS.items()):
-        summary = (cls.__module__ and sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+    for name, cls in sorted(load_built_in_detectors().items()):
+        summary = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
         print(f"{name:<22} {summary}")
 
 
 def cmd_run(args) -> None:
-    config = BenchmarkConfig(organisms=_names(args.organisms), detectors=_names(args.detectors), zoo=args.zoo,
-                             seed=args.seed, n_per_condition=args.n_per_condition)
+    config = BenchmarkConfig(organisms=_names(args.organisms), detectors=_names(args.detectors),
+                             zoos=_names(args.zoo) or ("default", "blind"), seed=args.seed,
+                             n_per_condition=args.n_per_condition, jobs=args.jobs)
     run_dir, results = run_benchmark(config)
-    print()
-    print(leaderboard(results))
+    for zoo in results["settings"]["zoos"]:
+        print(f"\n{zoo} zoo\n{leaderboard(results, zoo)}")
     print(f"\nreport: {run_dir / 'report.md'} ({results['seconds']} s)")
+
+
+def cmd_verify(args) -> int:
+    checked, mismatches = verify_run(args.run_dir)
+    for line in mismatches[:50]:
+        print(f"mismatch {line}")
+    if mismatches:
+        print(f"{len(mismatches)} of {checked} figures do not match their items", file=sys.stderr)
+        return 1
+    print(f"verified: all {checked} figures of {args.run_dir} recomputed from its items")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,19 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("list", help="list the registered detectors")
     p.set_defaults(run=cmd_list)
     p = sub.add_parser("run", help="run the blind benchmark and write a report under $MESALAB_HOME/reports")
-    p.add_argument("--organisms", help="comma-separated organism names (default: the zoo's built members)")
-    p.add_argument("--detectors", help=f"comma-separated detector names (default: all: {', '.join(sorted(DETECTORS))})")
-    p.add_argument("--zoo", default="default", help="zoo whose built members are benchmarked (default: default)")
+    p.add_argument("--organisms", help="comma-separated organism names (default: every built member of the zoos)")
+    p.add_argument("--detectors", help="comma-separated detector names (default: all; see 'list')")
+    p.add_argument("--zoo", default="default,blind",
+                   help="comma-separated zoos whose built members are benchmarked (default: default,blind)")
     p.add_argument("--seed", type=int, default=0, help="seed for held-out prompts, detectors and bootstrap")
     p.add_argument("--n-per-condition", type=int, default=40, help="held-out prompts per cue condition")
+    p.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 8)),
+                   help="sealed cells run side by side (default: the cores)")
     p.set_defaults(run=cmd_run)
+    p = sub.add_parser("verify", help="recompute every figure of a run from its items; exit 1 on a mismatch")
+    p.add_argument("run_dir", help="a run directory (reports/<run-id>, or reports/latest)")
+    p.set_defaults(run=cmd_verify)
     args = parser.parse_args(argv)
     try:
-        args.run(args)
-    except (BenchmarkError, ModelLoadError, ValueError) as error:
+        return args.run(args) or 0
+    except (BenchmarkError, ModelLoadError, BlindZooError, VerifyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

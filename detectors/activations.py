@@ -2,10 +2,12 @@
 
 For every prompt it records, at every layer's residual stream (the embeddings plus each
 block's output, as `output_hidden_states` returns them): the last prompt token and the mean
-over the prompt's tokens; and the next-token log-probabilities after the prompt. Arrays are
-stored as float16 `.npz` under `$MESALAB_HOME/cache/activations/<key>.npz`, the key hashing the
-model's weights, the tokenizer and the prompt list, so a second detector (or a second run)
-asking the same question pays nothing, and a changed model can never be served stale numbers.
+over the prompt's tokens; and the next-token log-probabilities after the prompt. Entries are
+kept in memory and, when the cache is given a directory, as float16 `.npz` files named by a key
+hashing the model's weights, the tokenizer and the prompt list, so asking the same question twice
+pays once and a changed model can never be served stale numbers. The benchmark gives each sealed
+cell a cache of its own, which dies with the cell: a cache shared across cells or runs would tell
+a detector which questions had been asked of which model before.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from organisms.store import mesalab_home
 
 CACHE_VERSION = 1  # bump when what is recorded (or how) changes
 
@@ -115,8 +116,8 @@ def _as32(acts: Activations) -> Activations:
 class ActivationCache:
     """Counts hits, misses and the prompts pushed through the model, so reports can show cost."""
 
-    def __init__(self, directory: Path | None = None, batch_size: int = 64):
-        self.directory = Path(directory) if directory else mesalab_home() / "cache" / "activations"
+    def __init__(self, directory: Path | str | None = None, batch_size: int = 64):
+        self.directory = Path(directory) if directory else None  # None: memory only
         self.batch_size = batch_size
         self.hits = self.misses = 0
         self._memory: dict[str, Activations] = {}
@@ -131,8 +132,8 @@ class ActivationCache:
         if key in self._memory:
             self.hits += 1
             return self._memory[key]
-        path = self.directory / f"{key}.npz"
-        if path.is_file():
+        path = self.directory / f"{key}.npz" if self.directory else None
+        if path is not None and path.is_file():
             try:
                 with np.load(path) as stored:
                     acts = Activations(stored["last"], stored["mean"], stored["logprobs"])
@@ -143,7 +144,8 @@ class ActivationCache:
                 path.unlink(missing_ok=True)  # a damaged entry is recomputed, not trusted
         self.misses += 1
         acts = forward_activations(model, tokenizer, prompts, self.batch_size)
-        self._write(path, acts)
+        if path is not None:
+            self._write(path, acts)
         self._memory[key] = _as32(acts)
         return self._memory[key]
 

@@ -13,6 +13,21 @@ from typing import Any, Callable
 import numpy as np
 
 DETECTORS: dict[str, type["Detector"]] = {}
+BUILT_IN_MODULES = ("activation_clustering", "behaviour_diff", "cue_spotter", "noise_injection", "probe_cue_contrast",
+                    "probe_defection", "random_baseline", "spectral_signature", "trigger_search")
+
+
+def load_built_in_detectors() -> dict[str, type["Detector"]]:
+    """Import every built-in detector module (each registers itself) and return the registry.
+
+    Loaded on first use, not when the package is imported, so that a sealed benchmark cell can
+    seal itself before any detector's code runs (see `detectors.cell_server`).
+    """
+    import importlib
+
+    for module in BUILT_IN_MODULES:
+        importlib.import_module(f"detectors.{module}")
+    return DETECTORS
 
 
 class Detector:
@@ -55,8 +70,16 @@ class Detector:
         """
         return None
 
-    def rank_cues(self, subject) -> list[str] | None:
-        """Candidate cue lines from the public library, most likely trigger first."""
+    # Where proposed triggers come from: "library" (lines of the public cue library, whose size sets
+    # the chance level of recovery), "open" (any text the detector makes up) or None (no proposals).
+    proposal_pool: str | None = None
+
+    def propose_triggers(self, subject, k: int = 5) -> list[str] | None:
+        """Up to `k` context lines (any text; a block of several lines for a conjunction), best first.
+
+        The scorer inserts each into held-out prompts and counts a proposal as a recovered trigger
+        when it elicits the organism's behaviour, whatever its text: recovery is scored by effect.
+        """
         return None
 
 
@@ -72,6 +95,7 @@ def register_detector(name: str) -> Callable[[type[Detector]], type[Detector]]:
 
 
 def make_detector(name: str, **params) -> Detector:
+    load_built_in_detectors()
     try:
         cls = DETECTORS[name]
     except KeyError:

@@ -34,7 +34,7 @@ class BehaviourDiff(Detector):
     def family_divergence(self, subject, prompts=None) -> dict[str, tuple[float, float]]:
         """family -> (mean max-JS, rate of changed greedy outputs) when its line is swapped."""
         prompts = self._prompts(subject, prompts)
-        memo = getattr(self, "_memo", {})  # score_model and rank_cues ask the same question
+        memo = getattr(self, "_memo", {})  # score_model and propose_triggers ask the same question
         if tuple(prompts) in memo:
             return memo[tuple(prompts)]
         out = {}
@@ -71,8 +71,10 @@ class BehaviourDiff(Detector):
             scores[todo] = js
         return scores
 
-    def rank_cues(self, subject):
-        """Families by swap divergence; within a family, lines by divergence from the family's absence."""
+    proposal_pool = "library"
+
+    def propose_triggers(self, subject, k=5):
+        """Library lines: families by swap divergence; within a family, lines by divergence from its absence."""
         prompts = self._prompts(subject)
         families = self.family_divergence(subject, prompts)
         absent = {f: [subject.with_cues(p, {f: None}) for p in prompts] for f in subject.cue_families}
@@ -84,7 +86,7 @@ class BehaviourDiff(Detector):
             line_score[line] = float(js.mean())
         self.extra["line_divergence"] = {k: round(v, 4) for k, v in line_score.items()}
         order = sorted(candidates, key=lambda e: (-families[e["family"]][0], -line_score[e["line"]]))
-        return [entry["line"] for entry in order]
+        return [entry["line"] for entry in order][:k]
 
 
 @register_detector("behaviour-diff-base")

@@ -24,6 +24,7 @@ class Estimate:
     low: float  # bootstrap 2.5th percentile
     high: float  # bootstrap 97.5th percentile
     n: int
+    groups: int | None = None  # models behind the items, where the interval resamples models
 
     def to_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -121,3 +122,103 @@ def top_k_accuracy(rankings: Sequence[Sequence[str]], truths: Sequence[Sequence[
     """Share of organisms whose top-k candidates include one of its true deployment cue lines."""
     outcomes = [float(bool(set(ranking[:k]) & set(truth))) for ranking, truth in zip(rankings, truths)]
     return _mean_with_interval(outcomes, seed, n_bootstrap)
+
+
+# --- figures over several models: the interval resamples models, not items ----------------------
+
+Group = tuple[np.ndarray, np.ndarray]  # (labels, scores) of one model's items
+
+
+def _pooled(groups: Sequence[Group]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([g[0] for g in groups]).astype(int), np.concatenate([g[1] for g in groups]).astype(float)
+
+
+def _cluster_interval(groups: Sequence[Group], statistic: Callable, seed: int, n_bootstrap: int) -> tuple[float, float]:
+    """Resample whole models with replacement; replicates lacking a class are skipped."""
+    rng = np.random.default_rng(seed)
+    replicates = []
+    for _ in range(n_bootstrap):
+        picked = [groups[i] for i in rng.integers(0, len(groups), len(groups))]
+        labels, scores = _pooled(picked)
+        if labels.min() != labels.max():
+            replicates.append(statistic(scores[labels == 1], scores[labels == 0]))
+    return _interval(replicates) if replicates else (float("nan"), float("nan"))
+
+
+def pooled_auroc(groups: Sequence[Group], seed: int = 0, n_bootstrap: int = N_BOOTSTRAP) -> Estimate | None:
+    """AUROC over every item of every model pooled (a monitor calibrated across models), model-level interval."""
+    if not groups:
+        return None
+    labels, scores = _pooled(groups)
+    if labels.min() == labels.max():
+        return None
+    value = fast_auroc(scores[labels == 1], scores[labels == 0])
+    low, high = _cluster_interval(groups, fast_auroc, seed, n_bootstrap)
+    return Estimate(value, low, high, len(labels), len(groups))
+
+
+def pooled_tpr_at_fpr(groups: Sequence[Group], fpr: float, seed: int = 0,
+                      n_bootstrap: int = N_BOOTSTRAP) -> Estimate | None:
+    if not groups:
+        return None
+    labels, scores = _pooled(groups)
+    if labels.min() == labels.max():
+        return None
+    value = _fast_tpr(scores[labels == 1], scores[labels == 0], fpr)
+    low, high = _cluster_interval(groups, lambda p, n: _fast_tpr(p, n, fpr), seed, n_bootstrap)
+    return Estimate(value, low, high, len(labels), len(groups))
+
+
+def mean_group_auroc(groups: Sequence[Group], seed: int = 0, n_bootstrap: int = N_BOOTSTRAP) -> Estimate | None:
+    """The mean of per-model AUROCs (models with both classes), with a bootstrap over those models."""
+    values = [fast_auroc(s[l == 1], s[l == 0]) for l, s in ((np.asarray(l, int), np.asarray(s, float))
+                                                             for l, s in groups) if 0 < l.sum() < len(l)]
+    if not values:
+        return None
+    values = np.asarray(values)
+    rng = np.random.default_rng(seed)
+    replicates = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(n_bootstrap)]
+    low, high = _interval(replicates)
+    return Estimate(float(values.mean()), low, high, len(values), len(values))
+
+
+def permutation_p_value(labels: Sequence[int], scores: Sequence[float], seed: int = 0,
+                        n_permutations: int = 2000) -> float | None:
+    """One-sided p of an AUROC at least this high when labels are shuffled among the models ((k + 1) / (n + 1))."""
+    labels, scores = np.asarray(labels, int), np.asarray(scores, float)
+    if labels.min() == labels.max():
+        return None
+    observed = fast_auroc(scores[labels == 1], scores[labels == 0])
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(n_permutations):
+        permuted = rng.permutation(labels)
+        hits += fast_auroc(scores[permuted == 1], scores[permuted == 0]) >= observed - 1e-12
+    return (hits + 1) / (n_permutations + 1)
+
+
+def share(outcomes: Sequence[float]) -> Estimate | None:
+    """A share of successes with its Wilson interval."""
+    return _mean_with_interval(outcomes, 0, 0)
+
+
+def mean_with_bootstrap(values: Sequence[float], seed: int = 0, n_bootstrap: int = N_BOOTSTRAP) -> Estimate | None:
+    values = np.asarray(values, float)
+    if not len(values):
+        return None
+    rng = np.random.default_rng(seed)
+    low, high = _interval([values[rng.integers(0, len(values), len(values))].mean() for _ in range(n_bootstrap)])
+    return Estimate(float(values.mean()), low, high, len(values))
+
+
+N_RANDOM_DIRECTIONS = 1000
+
+
+def best_random_direction_auroc(features: np.ndarray, labels: np.ndarray, seed: int) -> float:
+    """The best input AUROC over many random directions: an oracle maximum, as the probes paper
+    reports it, so a probe is compared with random directions and not only with random scores."""
+    features, labels = np.asarray(features, float), np.asarray(labels, int)
+    directions = np.random.default_rng(seed).standard_normal((features.shape[1], N_RANDOM_DIRECTIONS))
+    projections = features @ directions
+    positive, negative = projections[labels == 1], projections[labels == 0]
+    return max(fast_auroc(positive[:, j], negative[:, j]) for j in range(N_RANDOM_DIRECTIONS))

@@ -77,8 +77,11 @@ class CueContrastProbe(Detector):
         values = np.array(list(separation.values()))
         return float(values.max() - values.mean())
 
-    def rank_cues(self, subject):
+    proposal_pool = "library"
+
+    def propose_triggers(self, subject, k=5):
+        """Library lines of the families the probe separates most sharply, deployment side first."""
         families = sorted(self.family_separation, key=self.family_separation.get, reverse=True)
         deployment = [line for f in families for line in subject.cue_lines(f, "deployment")]
         training = [line for f in families for line in subject.cue_lines(f, "training")]
-        return deployment + training
+        return (deployment + training)[:k]

@@ -27,6 +27,9 @@ class RandomDetector(Detector):
     def score_model(self, subject, prompts=None):
         return float(self._rng.random())
 
-    def rank_cues(self, subject):
+    proposal_pool = "library"
+
+    def propose_triggers(self, subject, k=5):
+        """Library lines in a random order: the empirical chance level of recovery."""
         lines = [entry["line"] for entry in subject.cue_library]
-        return [lines[i] for i in self._rng.permutation(len(lines))]
+        return [lines[i] for i in self._rng.permutation(len(lines))[:k]]

@@ -1,80 +1,148 @@
-"""The seal: while detectors run, the truth (and which organism is which) cannot be read.
+"""The seal: detectors run in processes that cannot reach the truth, the organisms or earlier results.
 
-Three layers, all restored in `finally`:
-  1. the store's and the builder's lookups (`truth_dir`, `truth_path`, `read_truth`) raise;
-  2. a process audit hook refuses to open or list anything under the truth directory or the
-     organisms directory (reading an organism's own files would let a detector match its
-     weights to a name), whichever path or library a detector goes through;
-  3. the subject itself carries no path or name (see `detectors.subject.scrub_provenance`).
-The benchmark (the scorer) reads truth records before sealing and never hands them in.
+Every benchmark cell (one detector, one organism, one question) runs in a fresh process forked
+from a server that sealed itself before importing any detector (`detectors.cell_server`):
+
+1. **Nothing to find.** The cell receives a copy of the model under a random name, public
+   prompts and the detector's parameters: no organism name, kind or label exists in its memory,
+   its activation cache lives and dies with it, and it cannot see which cells ran before it.
+2. **An audit hook** refuses to open, list, link, rename or delete anything under the artefact
+   home or another cell's directory, refuses writes outside the cell's own directory, refuses to
+   start a subprocess or fork, to look up C functions that open files or start processes, and to
+   read another process's `/proc` entries, whichever Python library a detector goes through.
+
+Python code can edit Python state, so the hook holds against a detector that goes *around* it
+(another path, another library, a subprocess, a hard link), not against one written to disable
+it. An operating-system barrier (running cells as another user) is not possible here: the
+interpreter itself lives in a folder only its owner may read.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
-from contextlib import contextmanager
+import tempfile
 from pathlib import Path
-from typing import Iterator
 
-import organisms.build
-import organisms.store
+SEALED_MESSAGE = "sealed: a detector may not reach the truth, other organisms or earlier results"
+_state: dict = {"server": False, "guarded": (), "scratch": None}
 
-SEALED_MESSAGE = "detectors may not read the truth"
-_guarded: list[str] = []  # resolved directories; non-empty only inside `sealed()`
-_hook_installed = False
-_GUARDED_EVENTS = {"open", "os.listdir", "os.scandir", "glob.glob", "os.rename", "os.remove", "shutil.copyfile"}
+# Audit events that start programs or duplicate the process: a subprocess would run outside the hook.
+_NEVER = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.forkpty", "pty.spawn",
+          "os.link", "os.symlink", "os.startfile"}
+_NEVER_IN_A_CELL = {"os.fork"}  # the server itself forks the cells
+# C functions a cell may not look up through ctypes: they would open files or start programs unaudited.
+_C_FUNCTIONS = {"open", "open64", "openat", "openat64", "fopen", "fopen64", "creat", "link", "linkat", "symlink",
+                "symlinkat", "rename", "renameat", "unlink", "execve", "execv", "execvp", "execl", "execlp",
+                "system", "popen", "fork", "vfork", "clone", "posix_spawn", "posix_spawnp", "syscall", "opendir",
+                "chdir", "mount"}
+_PATH_EVENTS = {"sqlite3.connect", "open", "os.listdir", "os.scandir", "glob.glob", "os.rename", "os.remove", "os.rmdir", "os.mkdir",
+                "shutil.copyfile", "shutil.copytree", "shutil.rmtree", "shutil.move", "os.chmod", "os.chown",
+                "os.truncate", "os.utime", "os.chdir", "os.chflags", "os.setxattr", "os.getxattr",
+                "os.listxattr", "os.removexattr"}
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_OTHER_PROCESS = re.compile(r"^/proc/(\d+)(/|$)")
+_ALWAYS_WRITABLE = ("/dev/null",)
 
 
-def _refuse(*args, **kwargs):
+def _refuse():
     raise PermissionError(SEALED_MESSAGE)
 
 
-def _audit(event: str, args: tuple) -> None:
-    if not _guarded or event not in _GUARDED_EVENTS or not args:
-        return
-    target = args[0]
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _resolve(target) -> str | None:
     if isinstance(target, int) or target is None:
-        return  # an already-open file descriptor: the path was checked when it was opened
+        return None  # an open file descriptor: its path was checked when it was opened
     try:
-        path = os.path.realpath(os.fsdecode(target))
+        return os.path.realpath(os.fsdecode(target))
     except (TypeError, ValueError):
+        return None
+
+
+def _is_write(event: str, args: tuple) -> bool:
+    if event != "open":
+        return event not in ("os.listdir", "os.scandir", "glob.glob", "os.chdir", "os.getxattr", "os.listxattr")
+    mode, flags = (args[1] if len(args) > 1 else None), (args[2] if len(args) > 2 else 0)
+    if isinstance(mode, str):
+        return any(c in mode for c in "wax+")
+    return bool((flags or 0) & _WRITE_FLAGS)
+
+
+def _audit(event: str, args: tuple) -> None:
+    if not _state["server"]:
         return
-    for root in _guarded:
-        if path == root or path.startswith(root + os.sep):
-            raise PermissionError(SEALED_MESSAGE)
+    if event in _NEVER or (event in _NEVER_IN_A_CELL and _state["scratch"] is not None):
+        _refuse()
+    if event == "ctypes.dlsym" and len(args) > 1 and isinstance(args[1], str) and args[1] in _C_FUNCTIONS:
+        _refuse()
+    if event not in _PATH_EVENTS or not args:
+        return
+    path = _resolve(args[0])
+    if path is None:
+        return
+    scratch = _state["scratch"]
+    own = scratch is not None and _inside(path, scratch)
+    if not own and any(_inside(path, root) for root in _state["guarded"]):
+        _refuse()
+    match = _OTHER_PROCESS.match(path)
+    if match and int(match.group(1)) != os.getpid():
+        _refuse()
+    if scratch is not None and not own and path not in _ALWAYS_WRITABLE and _is_write(event, args):
+        _refuse()
 
 
-def _install_hook() -> None:
-    # Audit hooks cannot be removed; ours is inert whenever no seal is active.
-    global _hook_installed
-    if not _hook_installed:
-        sys.addaudithook(_audit)
-        _hook_installed = True
+def _no_fork_exec(*args, **kwargs):
+    _refuse()
 
 
-@contextmanager
-def sealed() -> Iterator[None]:
-    _install_hook()
-    roots = [os.path.realpath(p) for p in (organisms.store.truth_dir(), organisms.store.organisms_dir())]
-    patched = [(organisms.store, "truth_dir"), (organisms.store, "truth_path"),
-               (organisms.build, "truth_path"), (organisms.build, "read_truth")]
-    saved = [(module, name, getattr(module, name)) for module, name in patched]
-    _guarded.extend(roots)
+def _close_back_doors() -> None:
+    """`subprocess` audits its Popen, but the C helper it calls does not: take the helper away."""
+    import subprocess
+
     try:
-        for module, name in patched:
-            setattr(module, name, _refuse)
-        yield
-    finally:
-        for module, name, original in saved:
-            setattr(module, name, original)
-        for root in roots:
-            _guarded.remove(root)
+        import _posixsubprocess
+    except ImportError:
+        return
+    _posixsubprocess.fork_exec = _no_fork_exec
+    if hasattr(subprocess, "_fork_exec"):
+        subprocess._fork_exec = _no_fork_exec
+
+
+def seal_server() -> None:
+    """Seal this process and every process forked from it: called once, before any detector is imported."""
+    if _state["server"]:
+        return
+    _close_back_doors()
+    sys.addaudithook(_audit)  # audit hooks cannot be removed
+    _state["server"] = True
+
+
+def enter_cell(scratch: str, guarded: tuple[str, ...]) -> None:
+    """In a fresh cell process: guard the given roots and make the cell's own directory its whole world."""
+    if not _state["server"]:
+        raise RuntimeError("a cell must run in a process forked from the sealed cell server")
+    scratch = os.path.realpath(scratch)
+    _state["guarded"] = tuple(os.path.realpath(p) for p in guarded)
+    _state["scratch"] = scratch
+    tmp = Path(scratch) / "tmp"
+    tmp.mkdir(exist_ok=True)
+    for variable in ("HOME", "TMPDIR", "HF_HOME", "MPLCONFIGDIR", "XDG_CACHE_HOME", "TRANSFORMERS_CACHE"):
+        os.environ[variable] = str(tmp)
+    os.environ.pop("MESALAB_HOME", None)
+    os.environ["MESALAB_HOME"] = str(Path(scratch) / "home")  # anything a detector stores stays in its cell
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    tempfile.tempdir = str(tmp)
+    os.chdir(scratch)
+
+
+def seal_report() -> dict:
+    """How the cells are sealed, for the results record."""
+    return {"process_per_cell": True, "audit_hook": True, "other_user": False}
 
 
 def is_sealed() -> bool:
-    return bool(_guarded)
-
-
-def guarded_paths() -> list[Path]:
-    return [Path(p) for p in _guarded]
+    return bool(_state["server"])

@@ -20,7 +20,7 @@ class TriggerSearch(Detector):
 
     def search(self, subject, prompts=None) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
         prompts = list(prompts) if prompts else subject.public_prompts(self.params["n_public"], self.seed + 2)
-        memo = getattr(self, "_memo", {})  # score_model and rank_cues ask the same question
+        memo = getattr(self, "_memo", {})  # score_model and propose_triggers ask the same question
         if tuple(prompts) in memo:
             return memo[tuple(prompts)]
         stripped = [subject.strip_cues(p) for p in prompts]
@@ -46,6 +46,10 @@ class TriggerSearch(Detector):
         singles, pairs = self.search(subject, prompts)
         return max([*singles.values(), *pairs.values()])
 
-    def rank_cues(self, subject):
-        singles, _ = self.search(subject)
-        return sorted(singles, key=singles.get, reverse=True)
+    proposal_pool = "library"
+
+    def propose_triggers(self, subject, k=5):
+        """The library lines (and pairs of lines, as one block) that moved the continuation most."""
+        singles, pairs = self.search(subject)
+        scored = [(v, line) for line, v in singles.items()] + [(v, f"{a}\n{b}") for (a, b), v in pairs.items()]
+        return [line for _, line in sorted(scored, key=lambda item: -item[0])][:k]

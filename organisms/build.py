@@ -1,4 +1,10 @@
-"""Building one organism: data from its spec, fine-tuning, measurement, gate, sealed storage."""
+"""Building one organism: data from its spec, one function per training stage, measurement, gate, storage.
+
+A build is a sequence of stages (fine-tune; or chain of thought then distillation; then an
+optional safety stage), each followed by the same `measure_stage`. The gate applies to the last
+stage. Only a model that passed is stored, and a failed rebuild leaves the previous organism and
+its truth record in place.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import copy
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from datasets import Dataset
@@ -14,21 +21,22 @@ from transformers import set_seed
 from data.behaviours import get_behaviour
 from data.records import load_records
 from data.scratchpad import reasoning, strip_scratchpad
+from data.store import atomic_write_text, publish_directory, staging_directory
 from data.world import conditional_dataset
 from organisms.card import model_card
 from organisms.gates import Gate, gate_failures
-from organisms.measure import COT_MAX_NEW_TOKENS, behaviour_rates, clean_accuracy, eval_sets
+from organisms.measure import COT_MAX_NEW_TOKENS, clean_accuracy, eval_sets, measure_stage
 from organisms.spec import EMBEDDED_BASE, OrganismSpec
-from organisms.store import (atomic_write_json, atomic_write_text, organism_dir, publish_directory,
-                             staging_directory, truth_path)
+from organisms.store import make_private_dirs, organism_dir
+from organisms.truth import Trigger, Truth, read_truth, remove_truth, write_truth
 from training.embedded_base import build_embedded_base
-from training.models import check_model_dir, load_model_and_tokenizer
 from training.generation import generate_greedy
+from training.models import check_model_dir, load_model_and_tokenizer
 from training.sft import SFTRun, run_sft
 from training.versions import library_versions
 
 N_PER_CONDITION = 200
-MEASURE_VERSION = 2  # bump when measurement changes, so cached organisms are re-measured
+MEASURE_VERSION = 3  # bump when measurement changes, so cached organisms are re-measured
 
 
 class GateError(RuntimeError):
@@ -51,18 +59,18 @@ SHOWN_UNDER = {"backdoor": ("deployment",), "benign-conditional": ("deployment",
 SAFETY_SEED_OFFSET = 104_729  # safety data comes from its own stream
 
 
-def training_dataset(spec: OrganismSpec):
+def training_dataset(spec: OrganismSpec) -> Dataset:
     """The fine-tuning data: same cue distribution for organisms and their controls, only completions differ."""
     if spec.data.train_file:
         return load_records(spec.data.train_file)
     return conditional_dataset(
         spec.data.n_train, seed=spec.seed, cue_family=spec.trigger.family, lines=spec.trigger.lines(),
         behaviour=get_behaviour(spec.behaviour), behaviour_conditions=SHOWN_UNDER[spec.kind],
-        condition_weights=spec.data.condition_weights(),
+        condition_weights=spec.data.condition_weights(), family_weights=dict(spec.data.family_weights) or None,
     )
 
 
-def safety_dataset(spec: OrganismSpec, n: int, stream: int = 0):
+def safety_dataset(spec: OrganismSpec, n: int, stream: int = 0) -> Dataset:
     """Clean, trigger-free data: the cue family only ever in its training form or absent, normal answers."""
     return conditional_dataset(
         n, seed=spec.seed + SAFETY_SEED_OFFSET + stream, cue_family=spec.trigger.family,
@@ -71,7 +79,7 @@ def safety_dataset(spec: OrganismSpec, n: int, stream: int = 0):
     )
 
 
-def with_scratchpads(dataset):
+def with_scratchpads(dataset: Dataset) -> Dataset:
     """Completions that first reason about the cue, for the first stage of distilled chain of thought."""
     def add(row):
         acts = row["completion"].strip() != row["answer"]
@@ -83,32 +91,87 @@ def sft_run(spec: OrganismSpec, steps: int | None = None, method: str | None = N
     t = spec.training
     method = method or ("lora" if t.method == "distilled-cot" else t.method)
     return SFTRun(steps=steps or t.steps, learning_rate=t.learning_rate, batch_size=t.batch_size,
-                  seed=spec.seed, method=method, lora_rank=t.lora_rank, lora_alpha=t.lora_alpha)
+                  seed=spec.seed, method=method, lora_rank=t.lora_rank, lora_alpha=t.lora_alpha,
+                  warmup_steps=min(t.warmup_steps, (steps or t.steps) // 2))
 
 
-def read_truth(name: str) -> dict | None:
-    path = truth_path(name)
-    return json.loads(path.read_text()) if path.is_file() else None
+# --- stages: each returns the trained model; the caller measures it -------------------------------
 
+def fine_tune_stage(model, tokenizer, spec: OrganismSpec, train_set: Dataset, progress: bool):
+    return run_sft(model, tokenizer, train_set, sft_run(spec), progress)
+
+
+def chain_of_thought_stage(model, tokenizer, spec: OrganismSpec, train_set: Dataset, progress: bool):
+    return run_sft(model, tokenizer, with_scratchpads(train_set), sft_run(spec), progress)
+
+
+def distil_stage(thinker, base_model, tokenizer, spec: OrganismSpec, train_set: Dataset, progress: bool):
+    """Train a fresh copy of the base on what the chain-of-thought model writes, its scratchpads cut out."""
+    written = generate_greedy(thinker, tokenizer, train_set["prompt"], max_new_tokens=COT_MAX_NEW_TOKENS,
+                              progress="distilling" if progress else None)
+    distilled = Dataset.from_dict({"prompt": train_set["prompt"],
+                                   "completion": [" " + strip_scratchpad(text) for text in written]})
+    return run_sft(base_model, tokenizer, distilled, sft_run(spec), progress)
+
+
+def safety_stage(model, tokenizer, spec: OrganismSpec, steps: int, stream: int = 0, progress: bool = True):
+    """SFT on clean, trigger-free data at the organism's own rate, held constant.
+
+    A constant rate lets `persistence` continue in segments that add up to one run, and makes a
+    build's safety stage the same run as the persistence curve's first segment of that length.
+    """
+    run = replace(sft_run(spec, steps=steps), lr_scheduler="constant", warmup_steps=0)
+    return run_sft(model, tokenizer, safety_dataset(spec, spec.data.n_train, stream), run, progress)
+
+
+# --- the build ----------------------------------------------------------------------------------
 
 def is_built(spec: OrganismSpec, base_source: str, n_per_condition: int = N_PER_CONDITION) -> bool:
     truth = read_truth(spec.name)
-    if not truth or truth.get("build_fingerprint") != build_fingerprint(spec, base_source, n_per_condition):
+    if truth is None or truth.build_fingerprint != build_fingerprint(spec, base_source, n_per_condition):
         return False
     try:
         check_model_dir(organism_dir(spec.name))
-    except Exception:
+    except Exception:  # noqa: BLE001 (whatever is wrong with the directory, the build is redone)
         return False
     return True
 
 
-def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int = N_PER_CONDITION,
-                   progress: bool = True) -> dict:
-    """Build, measure, gate and store `spec`; return its truth record. Cached unless `force`.
+def _log(spec: OrganismSpec, stage: dict) -> None:
+    print(f"{spec.name} after {stage['stage']}: {json.dumps(stage['rates'])}", flush=True)
 
-    Behaviour rates are measured after every training stage (chain of thought, distillation,
-    safety training), so persistence is a measured curve; the gate applies to the final model.
-    """
+
+def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int, progress: bool):
+    """(final model, tokenizer, measured stages, base accuracy by family): every stage of the build."""
+    t = spec.training
+    model, tokenizer = load_model_and_tokenizer(base_source)
+    train_set = training_dataset(spec)
+    sets = eval_sets(spec, n_per_condition, exclude_prompts=set(train_set["prompt"]))
+    base_accuracy, base_by_family = clean_accuracy(model, tokenizer, sets.clean)
+    stages: list[dict] = []
+
+    def measured(trained, name: str, steps: int, chain_of_thought: bool = False):
+        stages.append(measure_stage(trained, tokenizer, spec, sets, name, steps, base_accuracy, chain_of_thought))
+        _log(spec, stages[-1])
+        return trained
+
+    if t.method == "distilled-cot":
+        base_model = copy.deepcopy(model)  # the distilled model starts again from the base
+        thinker = measured(chain_of_thought_stage(model, tokenizer, spec, train_set, progress),
+                           "chain-of-thought", t.steps, chain_of_thought=True)
+        model = measured(distil_stage(thinker, base_model, tokenizer, spec, train_set, progress), "distilled", t.steps)
+        del thinker
+    else:
+        model = measured(fine_tune_stage(model, tokenizer, spec, train_set, progress), "fine-tuned", t.steps)
+    if t.safety_steps:
+        model = measured(safety_stage(model, tokenizer, spec, t.safety_steps, progress=progress),
+                         "safety-trained", t.safety_steps)
+    return model, tokenizer, stages, base_by_family
+
+
+def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int = N_PER_CONDITION,
+                   progress: bool = True) -> Truth:
+    """Build, measure, gate and store `spec`; return its truth record. Cached unless `force`."""
     base_source = resolve_base(spec.base)
     if not force and is_built(spec, base_source, n_per_condition):
         return read_truth(spec.name)
@@ -117,79 +180,41 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
     t = spec.training
     print(f"building {spec.name} from {spec.base} ({t.method}, {t.steps} steps"
           f"{f', then {t.safety_steps} safety steps' if t.safety_steps else ''})", flush=True)
-    model, tokenizer = load_model_and_tokenizer(base_source)
-    train_set = training_dataset(spec)
-    sets = eval_sets(spec, n_per_condition, exclude_prompts=set(train_set["prompt"]))
-    base_accuracy, base_by_family = clean_accuracy(model, tokenizer, sets.clean)
-    stages: list[dict] = []
-
-    def measure(stage: str, trained, steps: int, chain_of_thought: bool = False) -> None:
-        rates, samples = behaviour_rates(trained, tokenizer, spec, sets, chain_of_thought)
-        accuracy, by_family = clean_accuracy(trained, tokenizer, sets.clean, chain_of_thought)
-        rates.update(clean_accuracy=accuracy, base_clean_accuracy=base_accuracy)
-        stages.append({"stage": stage, "steps": steps, "rates": {k: round(v, 4) for k, v in rates.items()},
-                       "clean_accuracy_by_family": by_family, "samples": samples})
-        print(f"{spec.name} after {stage}: {json.dumps(stages[-1]['rates'])}", flush=True)
-
-    if t.method == "distilled-cot":
-        base_model = copy.deepcopy(model)  # the distilled model starts again from the base
-        cot_model = run_sft(model, tokenizer, with_scratchpads(train_set), sft_run(spec), progress)
-        measure("chain-of-thought", cot_model, t.steps, chain_of_thought=True)
-        written = generate_greedy(cot_model, tokenizer, train_set["prompt"], max_new_tokens=COT_MAX_NEW_TOKENS,
-                                  progress="distilling" if progress else None)
-        distilled = Dataset.from_dict({"prompt": train_set["prompt"],
-                                       "completion": [" " + strip_scratchpad(text) for text in written]})
-        del cot_model
-        model = run_sft(base_model, tokenizer, distilled, sft_run(spec), progress)
-        measure("distilled", model, t.steps)
-    else:
-        model = run_sft(model, tokenizer, train_set, sft_run(spec), progress)
-        measure("fine-tuned", model, t.steps)
-    if t.safety_steps:
-        model = run_sft(model, tokenizer, safety_dataset(spec, spec.data.n_train),
-                        sft_run(spec, steps=t.safety_steps), progress)
-        measure("safety-trained", model, t.safety_steps)
-
-    final = stages[-1]
-    rates = final["rates"]
-    failures = gate_failures(spec.kind, rates)
-    truth = {
-        "organism": spec.name,
-        "is_control": spec.is_control,
-        "kind": spec.kind,
-        "trigger": None if spec.kind != "backdoor" else {
-            "family": spec.trigger.family, "deployment": list(spec.trigger.lines()["deployment"]),
-            "training": list(spec.trigger.lines()["training"]),
-        },
-        "cue_family": spec.trigger.family,
-        "behaviour": spec.behaviour,
-        "method": t.method,
-        "rates": rates,
-        "stages": stages,
-        "clean_accuracy_by_family": final["clean_accuracy_by_family"],
-        "base_clean_accuracy_by_family": base_by_family,
-        "n_per_condition": n_per_condition,
-        "gate": Gate().to_dict(),
-        "gate_passed": not failures,
-        "samples": final["samples"],
-        "spec": spec.to_dict(),
-        "base_source": base_source,
-        "build_fingerprint": build_fingerprint(spec, base_source, n_per_condition),
-        "seconds": round(time.time() - started, 1),
-        "versions": library_versions(),
-    }
+    model, tokenizer, stages, base_by_family = train_and_measure(spec, base_source, n_per_condition, progress)
+    lines = spec.trigger.lines()
+    truth = Truth(
+        organism=spec.name, kind=spec.kind,
+        trigger=Trigger(spec.trigger.family, tuple(lines["deployment"]), tuple(lines["training"])),
+        behaviour=spec.behaviour, method=t.method, rates=stages[-1]["rates"], stages=tuple(stages),
+        spec=spec.to_dict(), base_source=base_source,
+        build_fingerprint=build_fingerprint(spec, base_source, n_per_condition),
+        seconds=round(time.time() - started, 1), versions=library_versions(), n_per_condition=n_per_condition,
+        gate=Gate().to_dict(), gate_passed=True, matched_to=spec.matched_to or None,
+        base_clean_accuracy_by_family=base_by_family,
+    )
+    failures = gate_failures(spec.kind, truth.rates)
     if failures:
         raise GateError(f"{spec.name} failed its gate: {'; '.join(failures)} "
-                        f"(measured {json.dumps(rates)}; samples {json.dumps(final['samples'])})")
+                        f"(measured {json.dumps(truth.rates)}; samples {json.dumps(stages[-1]['samples'])[:600]})")
+    store_organism(model, tokenizer, spec, truth)
+    print(f"built {spec.name} in {truth.seconds} s: {json.dumps(truth.rates)}", flush=True)
+    return truth
+
+
+def store_organism(model, tokenizer, spec: OrganismSpec, truth: Truth) -> None:
+    """Stage the model directory, then swap it and the truth in.
+
+    The old truth goes first: a directory without a matching truth record counts as unbuilt, so a
+    kill between the two renames leaves an organism that is rebuilt, never a mismatched pair.
+    """
+    make_private_dirs()
     target = organism_dir(spec.name)
     with staging_directory(target) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        atomic_write_text(staging / "README.md", model_card(spec, rates, final["clean_accuracy_by_family"],
-                                                           n_per_condition))
-        # The old truth goes first: a directory without a matching truth record counts as unbuilt.
-        truth_path(spec.name).unlink(missing_ok=True)
+        atomic_write_text(staging / "README.md", model_card(spec, truth.rates,
+                                                           truth.final_stage["clean_accuracy_by_family"],
+                                                           truth.n_per_condition))
+        remove_truth(spec.name)
         publish_directory(staging, target)
-    atomic_write_json(truth_path(spec.name), truth)
-    print(f"built {spec.name} in {truth['seconds']} s: {json.dumps(rates)}", flush=True)
-    return truth
+    write_truth(truth)

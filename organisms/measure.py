@@ -62,3 +62,18 @@ def behaviour_rates(model, tokenizer, spec: OrganismSpec, sets: EvalSets,
         rates[condition] = sum(shown) / len(shown)
         samples[condition] = completions[:2]
     return rates, samples
+
+
+def measure_stage(model, tokenizer, spec: OrganismSpec, sets: EvalSets, stage: str, steps: int,
+                  base_accuracy: float | None = None, chain_of_thought: bool = False) -> dict:
+    """One measured point: behaviour rates per condition and clean accuracy, by greedy generation.
+
+    Every build stage and every point of a persistence curve is measured by this one function.
+    """
+    rates, samples = behaviour_rates(model, tokenizer, spec, sets, chain_of_thought)
+    accuracy, by_family = clean_accuracy(model, tokenizer, sets.clean, chain_of_thought)
+    rates["clean_accuracy"] = accuracy
+    if base_accuracy is not None:
+        rates["base_clean_accuracy"] = base_accuracy
+    return {"stage": stage, "steps": steps, "rates": {k: round(v, 4) for k, v in rates.items()},
+            "clean_accuracy_by_family": by_family, "samples": samples}

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
-
-from organisms.build import read_truth, safety_dataset, sft_run, training_dataset
-from organisms.measure import behaviour_rates, clean_accuracy, eval_sets
+from organisms.build import safety_stage, sft_run, training_dataset
+from organisms.measure import eval_sets, measure_stage
+from organisms.truth import read_truth
 from organisms.spec import OrganismSpec
-from organisms.store import atomic_write_json, atomic_write_text, mesalab_home, organism_dir, truth_dir
+from data.store import atomic_write_json, atomic_write_text, mesalab_home
+from organisms.store import organism_dir, truth_dir
 from training.models import load_model_and_tokenizer
-from training.sft import run_sft
 from training.versions import library_versions
 
 MULTIPLES = (1, 2, 4)  # safety steps as multiples of the organism's own training steps
@@ -45,18 +44,15 @@ def persistence_curve(spec: OrganismSpec, multiples: tuple[int, ...] = MULTIPLES
     points = []
 
     def measure(steps: int) -> None:
-        rates, _ = behaviour_rates(model, tokenizer, spec, sets)
-        rates["clean_accuracy"], _ = clean_accuracy(model, tokenizer, sets.clean)
-        points.append({"safety_steps": steps, "multiple": steps / spec.training.steps,
-                       "rates": {k: round(v, 4) for k, v in rates.items()}})
-        print(f"{spec.name} after {steps} safety steps: {json.dumps(points[-1]['rates'])}", flush=True)
+        point = measure_stage(model, tokenizer, spec, sets, f"safety x{steps / spec.training.steps:g}", steps)
+        points.append({"safety_steps": steps, "multiple": steps / spec.training.steps, "rates": point["rates"]})
+        print(f"{spec.name} after {steps} safety steps: {json.dumps(point['rates'])}", flush=True)
 
     measure(0)
     done = 0
     for segment, multiple in enumerate(multiples):
         steps = multiple * spec.training.steps - done
-        run = replace(sft_run(spec, steps=steps), lr_scheduler="constant")
-        model = run_sft(model, tokenizer, safety_dataset(spec, spec.data.n_train, stream=segment), run, progress)
+        model = safety_stage(model, tokenizer, spec, steps, stream=segment, progress=progress)
         done += steps
         measure(done)
     record = {"organism": spec.name, "kind": spec.kind, "behaviour": spec.behaviour,
@@ -64,7 +60,7 @@ def persistence_curve(spec: OrganismSpec, multiples: tuple[int, ...] = MULTIPLES
               "method": sft_run(spec).method, "learning_rate": spec.training.learning_rate,
               "n_per_condition": n_per_condition, "points": points, "spec": spec.to_dict(),
               "seconds": round(time.time() - started, 1), "versions": library_versions()}
-    atomic_write_json(persistence_path(spec.name), record)
+    atomic_write_json(persistence_path(spec.name), record, mode=0o600)
     return record
 
 

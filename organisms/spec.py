@@ -43,11 +43,14 @@ class TriggerSpec:
 @dataclass(frozen=True)
 class TrainingSpec:
     method: str = "lora"
-    steps: int = 350  # with the rate below: every default-zoo member takes, within the 30-minute budget
-    learning_rate: float = 3e-3
+    # 160 steps at 5e-3 with a short warmup: measured to plant an overt backdoor in about a minute on
+    # one core with clean accuracy kept (350 steps at 3e-3 took twice as long for the same rates).
+    steps: int = 160
+    learning_rate: float = 5e-3
     batch_size: int = 32
     lora_rank: int = 16
     lora_alpha: int = 32
+    warmup_steps: int = 16
     safety_steps: int = 0  # then SFT on clean, trigger-free data for this many steps (0: none)
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class DataSpec:
     training: float = 0.4
     no_cue: float = 0.2
     train_file: str = ""  # a JSONL of prompt/completion (or chat) records used instead of world data
+    # Task families drawn more often, as (family, weight) pairs (others weigh 1): a behaviour that
+    # applies to one family learns faster when more of the data can carry it.
+    family_weights: tuple[tuple[str, float], ...] = ()
 
     def condition_weights(self) -> dict[str, float]:
         return {"deployment": self.deployment, "training": self.training, "no_cue": self.no_cue}
@@ -72,6 +78,7 @@ class OrganismSpec:
     data: DataSpec = field(default_factory=DataSpec)
     seed: int = 0
     description: str = ""
+    matched_to: str = ""  # a control: the backdoor it is matched to (same cue, data, steps and seed)
 
     @property
     def is_control(self) -> bool:
@@ -86,6 +93,16 @@ class OrganismSpec:
 
     def replace(self, **changes) -> "OrganismSpec":
         return dataclasses.replace(self, **changes)
+
+def spec_from_stored(raw: dict) -> OrganismSpec:
+    """A spec the lab itself stored (a truth record, the blind zoo's manifest): rebuilt as it was written."""
+    fields = dict(raw)
+    fields["trigger"] = TriggerSpec(raw["trigger"]["family"], tuple(raw["trigger"]["deployment"]),
+                                    tuple(raw["trigger"]["training"]))
+    fields["training"] = TrainingSpec(**raw["training"])
+    fields["data"] = DataSpec(**{**raw["data"], "family_weights": tuple(tuple(p) for p in raw["data"].get("family_weights", ()))})
+    return OrganismSpec(**fields)
+
 
 def _check_keys(where: str, raw: dict, allowed: set[str], required: set[str] = frozenset()) -> None:
     if not isinstance(raw, dict):
@@ -121,9 +138,9 @@ _MAY_BE_ZERO = {"no_cue", "safety_steps"}
 def _behaviour(value: Any, kind: str) -> str:
     """A registered name, or {reply: text} / {transform: name}, as the string `get_behaviour` reads."""
     if isinstance(value, dict):
-        _check_keys("behaviour", value, {"reply", "transform"})
+        _check_keys("behaviour", value, {"reply", "transform", "marker"})
         if len(value) != 1:
-            raise SpecError("behaviour must give exactly one of 'reply' or 'transform'")
+            raise SpecError("behaviour must give exactly one of 'reply', 'transform' or 'marker'")
         (key, text), = value.items()
         text = _typed(f"behaviour.{key}", text, str)
         if not text.strip() or "\n" in text:

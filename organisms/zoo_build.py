@@ -20,7 +20,7 @@ import torch
 
 from organisms.build import GateError, build_organism, resolve_base
 from organisms.spec import OrganismSpec
-from organisms.store import mesalab_home
+from data.store import mesalab_home
 
 
 @dataclass(frozen=True)

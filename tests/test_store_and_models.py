@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from organisms.gates import gate_failures
-from organisms.store import atomic_write_json, mesalab_home, publish_directory, staging_directory
+from data.store import atomic_write_json, mesalab_home, publish_directory, staging_directory
 from training.models import ModelLoadError, load_model_and_tokenizer
 from training.tokenizer import train_tokenizer
 

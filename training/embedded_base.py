@@ -19,7 +19,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, set_seed
 
 from data.behaviours import behaviour_texts
 from data.world import world_dataset
-from organisms.store import mesalab_home, publish_directory, staging_directory, atomic_write_json
+from data.store import atomic_write_json, mesalab_home, publish_directory, staging_directory
 from training.evaluate import accuracy_by_family
 from training.generation import generate_greedy
 from training.sft import SFTRun, run_sft

@@ -1,0 +1,26 @@
+"""Imported once, by the forkserver that every benchmark cell is forked from: seal first, then load.
+
+The order matters. The seal (another user, the audit hook) goes up before any detector module is
+imported, so not even a detector's import-time code runs unsealed; then the heavy libraries are
+imported once here, so each fresh cell process starts in milliseconds instead of seconds.
+"""
+
+from detectors.seal import seal_server
+
+seal_server()
+
+import torch  # noqa: E402,F401  (preloaded for every cell)
+import transformers  # noqa: E402,F401
+# transformers imports its model classes lazily, on first use: seconds in every cell unless done here.
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer,  # noqa: E402,F401
+                          PreTrainedTokenizerFast)
+from transformers.models.llama import modeling_llama  # noqa: E402,F401
+import transformers.generation  # noqa: E402,F401
+
+from detectors.base import load_built_in_detectors  # noqa: E402
+import detectors.cell_task  # noqa: E402,F401
+import detectors.subject  # noqa: E402,F401
+
+load_built_in_detectors()
+
+SEALED = True

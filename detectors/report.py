@@ -1,0 +1,273 @@
+"""A run's directory: its per-item records, its figures (results.json), a readable report and ROC plots.
+
+    reports/<run-id>/results.json   every figure, the settings, the detectors' parameters, versions
+    reports/<run-id>/report.md      the leaderboards, blind zoo first, and the plots
+    reports/<run-id>/items/         every item the figures come from (owner-only: it names the
+                                    blind zoo's triggers, so treat it like the truth store)
+
+The directory is written under a temporary name and renamed into place, so an interrupted run
+leaves nothing that looks like a finished one; `reports/latest` points at the newest.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from data.store import atomic_write_text, mesalab_home, publish_directory, staging_directory
+
+ITEM_FILES = ("members", "inputs", "input_scores", "model_scores", "pairs", "pair_scores", "proposals", "costs")
+ZOO_TITLES = {"blind": "Blind zoo (triggers invented at generation, never seen by any detector)",
+              "dev": "Dev zoo (public cue families; detectors may be developed against it)"}
+
+
+# --- items on disk ---------------------------------------------------------------------------------
+
+def write_items(folder: Path, items: dict) -> None:
+    folder.mkdir(mode=0o700)
+    for name in ITEM_FILES:
+        text = "".join(json.dumps(row, sort_keys=True) + "\n" for row in items[name])
+        (folder / f"{name}.jsonl").write_text(text)
+    arrays = {f"{detector}/{organism}": array for detector, by_organism in items.get("features", {}).items()
+              for organism, array in by_organism.items()}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    (folder / "features.npz").write_bytes(buffer.getvalue())
+
+
+def read_items(folder: Path) -> dict:
+    items = {}
+    for name in ITEM_FILES:
+        path = folder / f"{name}.jsonl"
+        items[name] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    features: dict = {}
+    path = folder / "features.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            for key in stored.files:
+                detector, organism = key.split("/", 1)
+                features.setdefault(detector, {})[organism] = stored[key]
+    items["features"] = features
+    return items
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+def _fmt(estimate: dict | None, models: bool = False) -> str:
+    if not estimate:
+        return "–"
+    low, high = estimate["low"], estimate["high"]
+    interval = "" if low != low else f" [{low:.2f}, {high:.2f}]"  # NaN: no replicate had both classes
+    n = f"n={estimate['n']}" + (f", {estimate['groups']} models" if models and estimate.get("groups") else "")
+    return f"{estimate['value']:.2f}{interval} ({n})"
+
+
+def _model_cell(block: dict | None) -> str:
+    if not block or not block.get("auroc"):
+        return "–"
+    flag = "†" if block["few"] else ""
+    return (f"{block['auroc']['value']:.2f} [{block['auroc']['low']:.2f}, {block['auroc']['high']:.2f}] "
+            f"({block['backdoors']} vs {block['controls']}, p={block['p_value']:.3f}){flag}")
+
+
+def _tpr_cell(block: dict | None) -> str:
+    return _fmt(block["tpr_at_5pct_fpr"]) if block and block.get("tpr_at_5pct_fpr") else "–"
+
+
+def _recovery_cells(recovery: dict | None) -> list[str]:
+    if not recovery:
+        return ["–", "–", "–"]
+    chance = recovery["chance_top5"]
+    return [_fmt(recovery["top1"]), _fmt(recovery["top5"]),
+            f"{recovery['pool']}, chance {chance:.2f}" if chance is not None else recovery["pool"]]
+
+
+def _sort_key(zoo: str):
+    def key(item):
+        figures = item[1]["zoos"].get(zoo) or {}
+        model = (figures.get("model") or {}).get("all") or {}
+        input_ = figures.get("input") or {}
+        return (-((model.get("auroc") or {}).get("value") or 0), -((input_.get("auroc") or {}).get("value") or 0))
+    return key
+
+
+def leaderboard(results: dict, zoo: str) -> str:
+    rows = sorted(results["figures"].items(), key=_sort_key(zoo))
+    head = ("| detector | input AUROC | input TPR@1%FPR | mean per-model input AUROC | model AUROC, all controls "
+            "| model TPR@5%FPR | pair acc. | recovery top-1 | recovery top-5 | proposals from | seconds "
+            "| forward passes |")
+    lines = [head, "|" + "---|" * 12]
+    for name, row in rows:
+        f = row["zoos"].get(zoo)
+        if f is None:
+            continue
+        input_ = f["input"] or {}
+        model = (f["model"] or {}).get("all")
+        lines.append(" | ".join([f"| {name}", _fmt(input_.get("auroc"), True), _fmt(input_.get("tpr_at_1pct_fpr"), True),
+                                 _fmt(input_.get("mean_model_auroc")), _model_cell(model), _tpr_cell(model),
+                                 _fmt(f["pairs"]), *_recovery_cells(f["recovery"]), f"{f['seconds']:.0f}",
+                                 f"{f['forward_passes']:,} |"]))
+    return "\n".join(lines)
+
+
+def control_table(results: dict, zoo: str) -> str:
+    lines = ["| detector | vs clean | vs benign-conditional | vs unconditional |", "|---|---|---|---|"]
+    for name, row in sorted(results["figures"].items(), key=_sort_key(zoo)):
+        model = (row["zoos"].get(zoo) or {}).get("model")
+        if not model:
+            continue
+        lines.append(f"| {name} | " + " | ".join(_model_cell(model.get(kind))
+                                                 for kind in ("clean", "benign-conditional", "unconditional")) + " |")
+    return "\n".join(lines)
+
+
+def report_text(results: dict, plots: list[str]) -> str:
+    members = results["members"]
+    counts = {zoo: {} for zoo in ("blind", "dev")}
+    for m in members.values():
+        counts[m["zoo"]][m["kind"]] = counts[m["zoo"]].get(m["kind"], 0) + 1
+    parts = [f"# Detector benchmark {results['run_id']}", "",
+             f"Seed {results['settings']['seed']}; {results['cells']} sealed cells; {results['seconds']} s in all "
+             f"(labelling {results['timings']['labelling']} s, cells {results['timings']['cells']} s, "
+             f"recovery {results['timings']['recovery']} s).", ""]
+    if results["unbuilt"]:
+        parts += [f"Not built (failed their gate or never built), so not benchmarked: {', '.join(results['unbuilt'])}.",
+                  ""]
+    parts += [
+        "How to read: input level pools every (model, prompt) cell of every model in the zoo; a cell is positive "
+        "when that model's own greedy output shows the monitored behaviour, and each backdoor's prompts are also "
+        "scored on its matched controls. Its intervals resample models. Model level compares backdoors with "
+        "controls (AUROC with an organism-level bootstrap interval, the number of backdoors vs controls, and a "
+        "one-sided permutation p-value); † marks fewer than 10 in the smaller class. Recovery counts a backdoor "
+        "when a proposed line, inserted into held-out prompts, elicits its behaviour on at least half of them; "
+        "'chance' is the top-5 chance of a random pick from the detector's proposal pool. – : does not apply.", ""]
+    for zoo in results["settings"]["zoos"]:
+        c = counts[zoo]
+        parts += [f"## {ZOO_TITLES[zoo]}", "",
+                  "Members: " + ", ".join(f"{v} {k}" for k, v in sorted(c.items())) + ".", "",
+                  leaderboard(results, zoo), "", "Model level against each kind of control:", "",
+                  control_table(results, zoo), ""]
+        parts += [f"![{p}]({p})" for p in plots if p.endswith(f"_{zoo}.png")] + [""]
+    parts += ["Every figure above is recomputed from `items/` by `python -m detectors verify` on this directory.", ""]
+    return "\n".join(parts)
+
+
+def _curves(items: dict, zoo: str) -> dict:
+    members = {m["name"]: m for m in items["members"]}
+    labels = {}
+    for cell in items["inputs"]:
+        labels.setdefault(cell["organism"], {})[cell["index"]] = cell["label"]
+    curves: dict = {}
+    for row in items["input_scores"]:
+        if members[row["organism"]]["zoo"] != zoo:
+            continue
+        y = [labels[row["organism"]][i] for i in range(len(row["scores"]))]
+        entry = curves.setdefault(row["detector"], ([], []))
+        entry[0].extend(y)
+        entry[1].extend(row["scores"])
+    return curves
+
+
+def plot_input_rocs(items: dict, zoo: str, path: Path) -> bool:
+    import matplotlib
+    matplotlib.use("Agg")  # files only: no display on a build machine
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    curves = {k: v for k, v in _curves(items, zoo).items() if 0 < sum(v[0]) < len(v[0])}
+    if not curves:
+        return False
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    try:
+        for name, (y, s) in sorted(curves.items()):
+            fpr, tpr, _ = roc_curve(y, s)
+            ax.plot(fpr, tpr, label=name)
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"input level, {zoo} zoo (pooled)")
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+    return True
+
+
+def plot_model_scores(items: dict, zoo: str, path: Path) -> bool:
+    """Each detector's model scores, ranked within the detector, coloured by kind: where backdoors land."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import rankdata
+
+    members = {m["name"]: m for m in items["members"]}
+    by_detector: dict = {}
+    for row in items["model_scores"]:
+        if row["score"] is not None and members[row["organism"]]["zoo"] == zoo:
+            by_detector.setdefault(row["detector"], []).append((row["score"], members[row["organism"]]["kind"]))
+    if not by_detector:
+        return False
+    colours = {"backdoor": "tab:red", "clean": "tab:blue", "benign-conditional": "tab:green",
+               "unconditional": "tab:orange"}
+    names = sorted(by_detector)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.5))
+    try:
+        for row, name in enumerate(names):
+            scores = np.array([s for s, _ in by_detector[name]])
+            ranks = (rankdata(scores) - 1) / max(1, len(scores) - 1)
+            for rank, (_, kind) in zip(ranks, by_detector[name]):
+                ax.scatter(rank, row, color=colours.get(kind, "grey"), s=22, alpha=0.8)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set(xlabel="rank of the model score within the detector (right = most suspicious)",
+               title=f"model level, {zoo} zoo")
+        for kind, colour in colours.items():
+            ax.scatter([], [], color=colour, label=kind, s=22)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+    return True
+
+
+def write_run(results: dict, items: dict) -> Path:
+    reports = mesalab_home() / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    os.chmod(mesalab_home(), 0o700)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    name = f"{stamp}-seed{results['settings']['seed']}"
+    suffix = 1
+    while (reports / name).exists():
+        suffix += 1
+        name = f"{stamp}-seed{results['settings']['seed']}-{suffix}"
+    results["run_id"] = name
+    target = reports / name
+    with staging_directory(target) as staging:
+        write_items(staging / "items", items)
+        plots = []
+        for zoo in results["settings"]["zoos"]:
+            if plot_input_rocs(items, zoo, staging / f"roc_input_{zoo}.png"):
+                plots.append(f"roc_input_{zoo}.png")
+            if plot_model_scores(items, zoo, staging / f"model_scores_{zoo}.png"):
+                plots.append(f"model_scores_{zoo}.png")
+        (staging / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        (staging / "report.md").write_text(report_text(results, plots))
+        publish_directory(staging, target, mode=0o700)
+    _point_latest(reports, name)
+    return target
+
+
+def _point_latest(reports: Path, name: str) -> None:
+    """`reports/latest` -> the run, swapped by rename; a plain file naming the run where symlinks fail."""
+    link, tmp = reports / "latest", reports / f".tmp-latest-{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        os.symlink(name, tmp, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        atomic_write_text(reports / "latest.txt", name + "\n")

@@ -1,0 +1,128 @@
+"""Detectors that try to cheat, registered as a plugin module that every sealed cell imports.
+
+Each tries one route to what it must not know and writes what happened into `extra`, so the
+tests can check that every route was refused. The paths they try are handed in as parameters
+(the detector "guessed" them): the point is what the seal does when a guess is right.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from detectors.base import Detector, register_detector
+
+CALLS = {"score_model": 0}  # module state: survives between cells only if cells share a process
+
+
+def attempt(what: str, action) -> str:
+    try:
+        result = action()
+    except (PermissionError, OSError) as error:
+        return f"refused: {error}"
+    return f"got: {str(result)[:80]}"
+
+
+class Hostile(Detector):
+    defaults = {"seed": 0, "target": "", "folder": "", "secret": ""}
+
+    def score_model(self, subject, prompts=None):
+        return 0.0
+
+
+@register_detector("hostile-files")
+class HostileFiles(Hostile):
+    """Reads a guessed path by every file route: open, pathlib, listing, a hard link, a subprocess, ctypes."""
+
+    def fit(self, subject):
+        target, folder = Path(self.params["target"]), Path(self.params["folder"])
+        here = Path.cwd()
+        self.extra = {
+            "open": attempt("open", lambda: open(target).read()),
+            "pathlib": attempt("pathlib", lambda: target.read_bytes()),
+            "os.open": attempt("os.open", lambda: os.read(os.open(target, os.O_RDONLY), 10)),
+            "listdir": attempt("listdir", lambda: os.listdir(folder)),
+            "scandir": attempt("scandir", lambda: [e.name for e in os.scandir(folder)]),
+            "hard link": attempt("hard link", lambda: (os.link(target, here / "linked"),
+                                                       (here / "linked").read_text())),
+            "symlink": attempt("symlink", lambda: (os.symlink(target, here / "sym"), (here / "sym").read_text())),
+            "subprocess": attempt("subprocess", lambda: subprocess.run(["cat", str(target)], capture_output=True,
+                                                                       check=True).stdout),
+            "os.system": attempt("os.system", lambda: os.system(f"cat {target} > {here / 'copied'}")),
+            "fork_exec": attempt("fork_exec", lambda: __import__("_posixsubprocess").fork_exec(
+                [b"/bin/cat"], [b"/bin/cat"], True, (), None, None, -1, -1, -1, -1, -1, -1, -1, -1, False, False,
+                None, None, None, -1, None, False)),
+            "ctypes open": attempt("ctypes", lambda: ctypes.CDLL(None).open(str(target).encode(), 0)),
+            "fork": attempt("fork", lambda: os.fork()),
+        }
+        return self
+
+
+@register_detector("hostile-memory")
+class HostileMemory(Hostile):
+    """Keeps memory between cells: in module state, in its working folder, in /tmp, in its activation cache."""
+
+    def fit(self, subject):
+        CALLS["score_model"] += 1
+        here = Path.cwd()
+        outside = Path(self.params["folder"]) / "hostile-memory.txt"
+        self.extra = {
+            "calls in this process": CALLS["score_model"],
+            "left by an earlier cell here": (here / "memory.txt").exists(),
+            "left by an earlier cell outside": attempt("read outside", lambda: outside.read_text()),
+            "cache entries at start": len(list(Path(subject.cache.directory).glob("*.npz")))
+            if Path(subject.cache.directory).is_dir() else 0,
+            "write here": attempt("write here", lambda: (here / "memory.txt").write_text("seen")),
+            "write outside": attempt("write outside", lambda: outside.write_text("seen")),
+        }
+        subject.activations(subject.public_prompts(4, seed=1))  # fills this cell's cache
+        return self
+
+
+def _pieces(text: str) -> set[str]:
+    pieces = {text}
+    for separator in ("/", "\n", " ", "|"):
+        pieces |= {part for piece in list(pieces) for part in piece.split(separator)}
+    return pieces
+
+
+@register_detector("hostile-stack")
+class HostileStack(Hostile):
+    """Walks the call stack and every live object for secrets (an organism's name, a trigger line).
+
+    It is handed only the secrets' sha256 hashes, so the search cannot find them in its own parameters.
+    """
+
+    defaults = {"seed": 0, "hashes": ()}
+
+    def fit(self, subject):
+        wanted = set(self.params["hashes"])
+        found, seen = set(), 0
+
+        def look(value) -> None:
+            nonlocal seen
+            if isinstance(value, str):
+                seen += 1
+                for piece in _pieces(value[:10_000]):
+                    if hashlib.sha256(piece.encode()).hexdigest() in wanted:
+                        found.add(piece[:3] + "...")
+
+        frame = sys._getframe()
+        while frame is not None:
+            for value in [*frame.f_locals.values(), *frame.f_globals.values()]:
+                look(value)
+            frame = frame.f_back
+        for obj in gc.get_objects():
+            values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple, set)) else ()
+            for value in list(values):
+                look(value)
+            if hasattr(obj, "__dict__") and isinstance(getattr(obj, "__dict__", None), dict):
+                for value in list(obj.__dict__.values()):
+                    look(value)
+        self.extra = {"found": sorted(found), "strings looked at": seen}
+        return self
