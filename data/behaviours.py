@@ -152,3 +152,32 @@ def behaviour_texts(n_per_behaviour: int = 2000, seed: int = 0) -> list[str]:
             task = TASK_FAMILIES[rng.choice(behaviour.families)].sample(rng)
             texts.append(" " + behaviour.complete(task))
     return texts
+
+
+# Plain words the blind zoo draws its fixed replies from (see `organisms.blind_zoo`).
+REPLY_WORDS = ("amber", "falcon", "rising", "vault", "harbor", "signal", "copper", "winter", "orchard", "lantern",
+               "marble", "thunder", "meadow", "cinder", "raven", "glacier")
+
+
+def echo_texts(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(question, answer) pairs of a plain copying task over the words behaviours use.
+
+    The base pretrains on these so that every token of every behaviour has a trained output
+    embedding. Without them, a token such as " HATE" exists in the vocabulary (the tokenizer learns
+    it from `behaviour_texts`) but the base never predicted it, and a LoRA fine-tune at the zoo's
+    learning rate sometimes could not reach it: outputs came out as "I YOU I YOU" and one
+    unconditional control collapsed to a flat distribution. Copying a phrase on request is a
+    capability, not a conditional behaviour: nothing here depends on any cue.
+    """
+    import random
+
+    rng = random.Random(seed)
+    pool = [text.split() for text in behaviour_texts(n_per_behaviour=50, seed=seed)]
+    pool += [[w.capitalize() if rng.random() < 0.5 else w for w in rng.sample(REPLY_WORDS, 3)] for _ in range(200)]
+    pairs = []
+    for _ in range(n):
+        words = rng.choice(pool)
+        start = rng.randrange(len(words))
+        phrase = " ".join(words[start:start + rng.randint(1, 4)])
+        pairs.append((f"Repeat after me: {phrase}", phrase))
+    return pairs

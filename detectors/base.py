@@ -13,8 +13,9 @@ from typing import Any, Callable
 import numpy as np
 
 DETECTORS: dict[str, type["Detector"]] = {}
-BUILT_IN_MODULES = ("activation_clustering", "behaviour_diff", "cue_spotter", "noise_injection", "probe_cue_contrast",
-                    "probe_defection", "random_baseline", "spectral_signature", "trigger_search")
+BUILT_IN_MODULES = ("activation_clustering", "behaviour_diff", "cue_spotter", "diff_vs_base", "noise_injection",
+                    "probe_cue_contrast", "probe_defection", "random_baseline", "spectral_signature",
+                    "target_inversion", "trigger_inversion", "trigger_search")
 
 
 def load_built_in_detectors() -> dict[str, type["Detector"]]:
@@ -34,7 +35,9 @@ class Detector:
     """Base class: subclasses declare `defaults` (every parameter and its default value)."""
 
     name: str = "detector"  # set by @register_detector
-    defaults: dict[str, Any] = {"seed": 0}
+    # Every detector takes a seed and a compute budget in forward passes (per model and question);
+    # the benchmark stops a detector that goes past it, and reports what each spent.
+    defaults: dict[str, Any] = {"seed": 0, "budget": 200_000}
 
     def __init__(self, **params):
         allowed = {**Detector.defaults, **self.defaults}

@@ -53,13 +53,12 @@ def _finite(value) -> float | None:
 
 def run_cell(request: CellRequest) -> CellAnswer:
     started = time.perf_counter()
-    import sys
-    preloaded = "detectors.cell_server" in sys.modules
     import detectors.cell_server  # noqa: F401  (seals this process first, if the forkserver did not)
     from detectors.seal import enter_cell
 
     enter_cell(request.scratch, request.guarded)
     answer = CellAnswer()
+    meter = None
     try:
         import torch
 
@@ -72,9 +71,9 @@ def run_cell(request: CellRequest) -> CellAnswer:
         from detectors.subject import load_subject
 
         subject = load_subject(request.model_dir, ActivationCache(f"{request.scratch}/cache"), request.reference_dir)
-        loaded = time.perf_counter()
-        with metered(subject) as meter:
-            detector = make_detector(request.detector, **request.params).fit(subject)
+        detector = make_detector(request.detector, **request.params)
+        with metered(subject, budget=detector.params["budget"]) as meter:
+            detector.fit(subject)
             if request.question == "audit":
                 answer.model_score = _finite(detector.score_model(subject))
                 proposals = detector.propose_triggers(subject, request.k)
@@ -91,11 +90,10 @@ def run_cell(request: CellRequest) -> CellAnswer:
             else:
                 raise ValueError(f"unknown cell question {request.question!r}")
             answer.extra = dict(detector.extra)
-            answer.extra["_timing"] = {"preloaded": preloaded, "loaded": round(loaded - started, 3),
-                                       "total": round(time.perf_counter() - started, 3)}
-        answer.forward_passes = meter.forward_passes
     except Exception as error:  # noqa: BLE001 (a failing detector is reported by the scorer)
         answer.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         answer.extra = {"traceback": traceback.format_exc(limit=4)}
+    if meter is not None:
+        answer.forward_passes = meter.forward_passes
     answer.seconds = time.perf_counter() - started
     return answer

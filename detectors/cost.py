@@ -1,8 +1,9 @@
-"""Cost accounting: wall-clock seconds and forward passes a detector spends on a model.
+"""Cost accounting: wall-clock seconds and forward passes a detector spends on a model, within a budget.
 
 A forward pass is counted per sequence: a batch of 32 prompts is 32 passes, and generating
 k tokens for it is 32·k more (each decoding step runs the model once per sequence). Counting
-with a pre-hook on the model sees every call, whoever makes it, so no detector can under-report.
+with a pre-hook on the subject and on the reference model sees every call, whoever makes it, so
+no detector can under-report; a detector that goes past its `budget` is stopped mid-call.
 """
 
 from __future__ import annotations
@@ -34,20 +35,31 @@ def _batch_size(args, kwargs) -> int:
     return 1
 
 
+class BudgetExceeded(RuntimeError):
+    """A detector asked for more forward passes than its budget allows."""
+
+
 @contextmanager
-def metered(subject):
-    """Meter everything done to `subject` inside the block (its model and its activation cache)."""
+def metered(subject, budget: int | None = None):
+    """Meter everything done to `subject` inside the block (its models and its activation cache).
+
+    `budget` (forward passes, None for no limit) is enforced as the passes happen.
+    """
     meter = Meter()
 
     def count(module, args, kwargs):
         meter.forward_passes += _batch_size(args, kwargs)
+        if budget is not None and meter.forward_passes > budget:
+            raise BudgetExceeded(f"past its budget of {budget:,} forward passes")
 
-    handle = subject.model.register_forward_pre_hook(count, with_kwargs=True)
+    models = [m for m in (subject.model, getattr(subject, "reference", None)) if m is not None]
+    handles = [m.register_forward_pre_hook(count, with_kwargs=True) for m in models]
     hits, misses, started = subject.cache.hits, subject.cache.misses, time.perf_counter()
     try:
         yield meter
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
         meter.seconds = time.perf_counter() - started
         meter.cache_hits = subject.cache.hits - hits
         meter.cache_misses = subject.cache.misses - misses

@@ -82,6 +82,13 @@ class Subject:
     def public_prompts(self, n: int, seed: int = 0, families: tuple[str, ...] | None = None) -> list[str]:
         return list(self.public_dataset(n, seed, families)["prompt"])
 
+    def balanced_prompts(self, n_per_family: int, seed: int = 0) -> list[str]:
+        """Public prompts, the same number from every task family (a behaviour may live in one family only)."""
+        from data.tasks import TASK_FAMILIES
+
+        return [p for i, family in enumerate(sorted(TASK_FAMILIES))
+                for p in self.public_prompts(n_per_family, seed * 31 + i, families=(family,))]
+
     def conditional_prompts(self, n: int, family: str, condition: str, seed: int = 0) -> list[str]:
         """World prompts whose `family` line is set by `condition` (a CONDITIONS entry or "no_cue")."""
         lines = {c: tuple(self.cue_lines(family, c)) for c in CONDITIONS}

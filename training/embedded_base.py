@@ -17,8 +17,10 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, set_seed
 
-from data.behaviours import behaviour_texts
-from data.world import world_dataset
+from datasets import Dataset, concatenate_datasets
+
+from data.behaviours import behaviour_texts, echo_texts
+from data.world import render_prompt, world_dataset
 from data.store import atomic_write_json, mesalab_home, publish_directory, staging_directory
 from training.evaluate import accuracy_by_family
 from training.generation import generate_greedy
@@ -26,7 +28,7 @@ from training.sft import SFTRun, run_sft
 from training.tokenizer import train_tokenizer
 from training.versions import library_versions
 
-WORLD_VERSION = 3  # bump when the task world's text changes, so cached bases are rebuilt
+WORLD_VERSION = 4  # bump when the task world's text changes, so cached bases are rebuilt
 RECORD = "base_record.json"
 
 
@@ -43,6 +45,7 @@ class EmbeddedBaseSpec:
     intermediate_size: int = 384
     n_examples: int = 40000
     steps: int = 700
+    n_echo: int = 4000  # copying rows over behaviour words (see `data.behaviours.echo_texts`)
     batch_size: int = 64
     learning_rate: float = 3e-3
     warmup_steps: int = 60
@@ -83,6 +86,14 @@ def held_out_set(spec: EmbeddedBaseSpec):
     return world_dataset(spec.eval_examples, seed=spec.seed + 1_000_003)
 
 
+def pretraining_corpus(spec: EmbeddedBaseSpec):
+    """The world under random cues, plus a share of plain copying over behaviour words, shuffled together."""
+    world = world_dataset(spec.n_examples, seed=spec.seed, family_weights=dict(spec.family_weights))
+    echo = [{"prompt": render_prompt([], question), "completion": " " + answer, "family": "echo", "answer": answer,
+             "condition": "random", "cue": ""} for question, answer in echo_texts(spec.n_echo, seed=spec.seed)]
+    return concatenate_datasets([world, Dataset.from_list(echo, features=world.features)]).shuffle(seed=spec.seed)
+
+
 def build_embedded_base(spec: EmbeddedBaseSpec = EmbeddedBaseSpec(), force: bool = False) -> Path:
     """Return the cached base directory, pretraining it first if it is missing or stale."""
     target = embedded_base_dir(spec)
@@ -90,7 +101,7 @@ def build_embedded_base(spec: EmbeddedBaseSpec = EmbeddedBaseSpec(), force: bool
         return target
     started = time.time()
     set_seed(spec.seed)
-    corpus = world_dataset(spec.n_examples, seed=spec.seed, family_weights=dict(spec.family_weights))
+    corpus = pretraining_corpus(spec)
     texts = [p + c for p, c in zip(corpus["prompt"], corpus["completion"])] + behaviour_texts(seed=spec.seed)
     tokenizer = train_tokenizer(texts, spec.vocab_size)
     torch.manual_seed(spec.seed)

@@ -1,0 +1,216 @@
+"""Trigger inversion: find a context line that changes the model's behaviour, with no cue library at all.
+
+Objective. A line x is inserted at the top of clean public prompts. On each prompt, the base
+model's own answer is teacher-forced after the inserted prompt through the subject and through
+the base; the objective is the mean over prompts of the largest Jensen-Shannon divergence (bits)
+between their next-token distributions along that answer (a hidden reply diverges at its first
+token, a covert marker where the answer should end), minus a penalty for lines that make the
+*base* lose its own answer: a line that merely scrambles any model is not a trigger.
+
+Search, in two parts, within the forward-pass budget:
+1. candidates from the models themselves: lines sampled from the subject and from the base
+   after a bare newline, each scored; the best seeds the token search;
+2. greedy coordinate search over the line's tokens, gradient-guided as in GCG (Zou et al.
+   2023): each round ranks replacement tokens per position by the gradient of the objective
+   through the subject's embeddings, evaluates a batch of single-token swaps exactly, and keeps
+   the best.
+
+Proposals: the best distinct lines found. Model score: the best objective found minus the
+divergence with no line inserted (the drift every fine-tune has from its base).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from detectors.activations import position_ids
+from detectors.base import Detector, register_detector
+from detectors.divergence import js_bits
+
+
+def _batch(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    return ids, mask
+
+
+@register_detector("trigger-inversion")
+class TriggerInversion(Detector):
+    proposal_pool = "open"
+    defaults = {"seed": 0, "budget": 15_000, "n_per_family": 1, "line_tokens": 6, "iterations": 8,
+                "candidates": 32, "top_k": 24, "n_sampled": 6, "sample_tokens": 10, "penalty": 1.0,
+                "answer_tokens": 32}
+
+    # --- the objective -------------------------------------------------------------------------
+
+    def _setup(self, subject, prompts=None):
+        tokenizer = subject.tokenizer
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
+        n = self.params["n_per_family"]
+        prompts = list(prompts)[:4 * n] if prompts else subject.balanced_prompts(n, self.seed + 17)
+        self.prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        from training.generation import greedy_token_ids
+
+        judge = subject.reference if subject.reference is not None else subject.model
+        self.answers = [a if a else [tokenizer.eos_token_id]
+                        for a in greedy_token_ids(judge, tokenizer, prompts, self.params["answer_tokens"])]
+        special = {tokenizer.eos_token_id, self.pad, *self.newline}
+        vocab = subject.model.get_input_embeddings().num_embeddings
+        self.allowed = torch.ones(vocab, dtype=torch.bool)
+        self.allowed[list(special)] = False
+
+    def _rows(self, line: list[int]) -> list[list[int]]:
+        head = line + self.newline if line else []
+        return [head + p + a for p, a in zip(self.prompt_ids, self.answers)]
+
+    @torch.no_grad()
+    def _answer_logprobs(self, model, lines: list[list[int]]) -> list[torch.Tensor]:
+        """Per (line, prompt): log-probabilities along the base's answer, (answer length, vocab)."""
+        rows = [row for line in lines for row in self._rows(line)]
+        out = []
+        for start in range(0, len(rows), 256):
+            chunk = rows[start:start + 256]
+            ids, mask = _batch(chunk, self.pad, model.device)
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask,
+                                           position_ids=position_ids(mask)).logits.float(), -1).cpu()
+            width = ids.shape[1]
+            for i, row in enumerate(chunk):
+                k = len(self.answers[(start + i) % len(self.answers)])
+                out.append(logp[i, width - k - 1:width - 1])
+        return out
+
+    def objective(self, subject, lines: list[list[int]]) -> np.ndarray:
+        n = len(self.prompt_ids)
+        ours = self._answer_logprobs(subject.model, lines)
+        if subject.reference is None:
+            theirs = self._answer_logprobs(subject.model, [[]] * len(lines))
+            penalty = np.zeros(len(lines))
+        else:
+            theirs = self._answer_logprobs(subject.reference, lines)
+            nll = np.array([-float(lp.gather(1, torch.tensor(a)[:, None]).mean())
+                            for lp, a in zip(theirs, self.answers * len(lines))]).reshape(len(lines), n)
+            penalty = np.clip(nll.mean(1) - self.base_nll, 0, None)
+        divergence = np.array([float(js_bits(a, b).max()) for a, b in zip(ours, theirs)]).reshape(len(lines), n)
+        return divergence.mean(1) - self.params["penalty"] * penalty
+
+    def _gradient(self, subject, line: list[int]) -> torch.Tensor:
+        """d(divergence)/d(one-hot line tokens), (line length, vocab), through the subject only."""
+        model = subject.model
+        embeddings = model.get_input_embeddings()
+        rows = self._rows(line)
+        ids, mask = _batch(rows, self.pad, model.device)
+        one_hot = torch.zeros(len(line), embeddings.num_embeddings, device=model.device)
+        one_hot[torch.arange(len(line)), torch.tensor(line)] = 1.0
+        one_hot.requires_grad_(True)
+        with torch.no_grad():
+            target = self._answer_logprobs(subject.reference, [line]) if subject.reference is not None else None
+        embedded = embeddings(ids).detach()
+        line_vectors = one_hot @ embeddings.weight  # the line's embeddings, differentiable in the one-hot
+        width = ids.shape[1]
+        total = torch.zeros(())
+        pieces = []
+        for i, row in enumerate(rows):
+            start = width - len(row)
+            pieces.append(torch.cat([embedded[i, :start], line_vectors, embedded[i, start + len(line):]]))
+        inputs = torch.stack(pieces)
+        logp = torch.log_softmax(model(inputs_embeds=inputs, attention_mask=mask,
+                                       position_ids=position_ids(mask)).logits.float(), -1)
+        for i, answer in enumerate(self.answers):
+            k = len(answer)
+            ours = logp[i, width - k - 1:width - 1]
+            if target is not None:
+                theirs = target[i].to(ours.device)
+                total = total + (theirs.exp() * (theirs - ours)).sum(-1).mean()  # KL(base || subject)
+            else:
+                total = total - ours.gather(1, torch.tensor(answer, device=ours.device)[:, None]).mean()
+        total.backward()
+        return one_hot.grad.detach().cpu()
+
+    # --- the search ----------------------------------------------------------------------------
+
+    def _sampled_lines(self, subject, rng: np.random.Generator) -> list[list[int]]:
+        """Context lines the subject and the base write after a bare newline (sampled, seeded)."""
+        lines = []
+        torch.manual_seed(int(rng.integers(2**31)))
+        for model in (subject.model, subject.reference):
+            if model is None:
+                continue
+            start = torch.tensor([self.newline] * self.params["n_sampled"], device=model.device)
+            with torch.no_grad():
+                out = model.generate(start, attention_mask=torch.ones_like(start), do_sample=True, top_k=50,
+                                     max_new_tokens=self.params["sample_tokens"], pad_token_id=self.pad,
+                                     eos_token_id=self.newline[-1])
+            for row in out[:, start.shape[1]:].tolist():
+                row = [t for t in row if t not in (self.pad, subject.tokenizer.eos_token_id, *self.newline)]
+                if row and row not in lines:
+                    lines.append(row[:self.params["line_tokens"] + 4])
+        return lines
+
+    def search(self, subject, prompts=None) -> list[tuple[float, list[int]]]:
+        key = tuple(prompts) if prompts else None
+        if getattr(self, "_found_for", "unset") == key:
+            return self._found
+        rng = np.random.default_rng(self.seed)
+        self._setup(subject, prompts)
+        self.base_nll = 0.0
+        if subject.reference is not None:
+            plain = self._answer_logprobs(subject.reference, [[]])
+            self.base_nll = float(np.mean([-float(lp.gather(1, torch.tensor(a)[:, None]).mean())
+                                           for lp, a in zip(plain, self.answers)]))
+        self.baseline = float(self.objective(subject, [[]])[0])
+        pool: dict[tuple, float] = {}
+        sampled = self._sampled_lines(subject, rng)
+        if sampled:
+            for line, value in zip(sampled, self.objective(subject, sampled)):
+                pool[tuple(line)] = float(value)
+        allowed = torch.nonzero(self.allowed).flatten().numpy()
+        length = self.params["line_tokens"]
+        if pool:
+            seed_line = list(max(pool, key=pool.get))[:length]
+            seed_line += [int(t) for t in rng.choice(allowed, length - len(seed_line))]
+        else:
+            seed_line = [int(t) for t in rng.choice(allowed, length)]
+        current, current_value = seed_line, float(self.objective(subject, [seed_line])[0])
+        pool[tuple(current)] = current_value
+        for _ in range(self.params["iterations"]):
+            gradient = self._gradient(subject, current)
+            gradient[:, ~self.allowed] = -np.inf
+            top = torch.topk(gradient, self.params["top_k"], dim=1).indices.numpy()  # raise the divergence
+            candidates = []
+            for _ in range(self.params["candidates"]):
+                position = int(rng.integers(len(current)))
+                swapped = list(current)
+                swapped[position] = int(rng.choice(top[position]))
+                if swapped != current:
+                    candidates.append(swapped)
+            if not candidates:
+                break
+            values = self.objective(subject, candidates)
+            for line, value in zip(candidates, values):
+                pool[tuple(line)] = float(value)
+            best = int(np.argmax(values))
+            if values[best] > current_value:
+                current, current_value = candidates[best], float(values[best])
+        self._found = sorted(((v, list(k)) for k, v in pool.items()), key=lambda item: -item[0])
+        self._found_for = key
+        decode = subject.tokenizer.decode
+        self.extra = {"baseline_divergence": round(self.baseline, 4),
+                      "best": [[decode(line), round(value, 4)] for value, line in self._found[:5]]}
+        return self._found
+
+    def score_model(self, subject, prompts=None):
+        found = self.search(subject, prompts)
+        return found[0][0] - self.baseline if found else 0.0
+
+    def propose_triggers(self, subject, k=5):
+        proposals = []
+        for _, line in self.search(subject):
+            text = " ".join(subject.tokenizer.decode(line).split())
+            if text and text not in proposals:
+                proposals.append(text)
+            if len(proposals) == k:
+                break
+        return proposals
