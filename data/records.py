@@ -75,8 +75,8 @@ def show_path(path, limit: int = SHOWN_PATH) -> str:
         text = os.fspath(path)
     except TypeError:
         return show(path)
-    if isinstance(text, str) and text.isprintable() and len(text) <= limit:
-        return text
+    if isinstance(text, str) and text.isprintable() and text.strip() == text and text:
+        return text if len(text) <= limit else "…" + text[-(limit - 1):]
     shown = repr(text[-limit * 2:] if len(text) > limit * 2 else text)
     return shown if len(shown) <= limit else "…" + shown[-(limit - 1):]
 
@@ -87,6 +87,8 @@ def file_problem(path) -> str | None:
         text = os.fspath(path)
     except TypeError:
         return f"is not a path ({type(path).__name__})"
+    if not isinstance(text, str):
+        return "is not a text path"
     if not text:
         return "is empty"
     if "\x00" in text:

@@ -28,7 +28,7 @@ def mesalab_home() -> Path:
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{os.getpid()}-{path.name}-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -57,7 +57,7 @@ def staging_directory(target: Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{os.getpid()}-{target.name}-"))
     try:
         yield staging
     finally:
@@ -68,23 +68,32 @@ def staging_directory(target: Path) -> Iterator[Path]:
 def publish_directory(staging: Path, target: Path, mode: int = 0o755) -> None:
     """Replace `target` by `staging` with renames, so readers see the old or the new, never a mix."""
     os.chmod(staging, mode)  # mkdtemp makes directories private
-    retired = target.parent / f".old-{target.name}-{os.getpid()}"
+    retired = target.parent / f".old-{os.getpid()}-{target.name}"
     if target.exists():
         os.replace(target, retired)
     os.replace(staging, target)
     shutil.rmtree(retired, ignore_errors=True)
 
 
-def remove_leftovers(folder: Path) -> list[str]:
-    """Delete `.tmp-*` and `.old-*` entries an interrupted write left in `folder`; return their names.
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
-    Only call this where no other process may be writing into `folder` at the same moment.
-    """
+
+def remove_leftovers(folder: Path) -> list[str]:
+    """Delete the `.tmp-<pid>-*` and `.old-<pid>-*` entries that a process which no longer runs left in
+    `folder` (a killed write); return their names. Entries of running processes are left alone."""
     removed = []
     if not Path(folder).is_dir():
         return removed
     for entry in Path(folder).iterdir():
-        if entry.name.startswith((".tmp-", ".old-")):
+        parts = entry.name.split("-", 2)
+        if parts[0] in (".tmp", ".old") and len(parts) == 3 and parts[1].isdigit() and not _alive(int(parts[1])):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

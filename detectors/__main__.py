@@ -17,6 +17,7 @@ from detectors.protocol import BenchmarkConfig
 from detectors.report import leaderboard
 from detectors.verify import VerifyError, verify_run
 from organisms.blind_zoo import BlindZooError
+from training.cluster import LOCAL, RAY_VARIABLE, ClusterError, ray_address
 from training.models import ModelLoadError
 
 
@@ -33,7 +34,8 @@ def cmd_list(args) -> None:
 def cmd_run(args) -> None:
     config = BenchmarkConfig(organisms=_names(args.organisms), detectors=_names(args.detectors),
                              zoos=_names(args.zoo) or ("default", "blind"), seed=args.seed,
-                             n_per_condition=args.n_per_condition, jobs=args.jobs)
+                             n_per_condition=args.n_per_condition, jobs=args.jobs,
+                             ray_address=ray_address(args.ray))
     run_dir, results = run_benchmark(config)
     for zoo in results["settings"]["zoos"]:
         print(f"\n{zoo} zoo\n{leaderboard(results, zoo)}")
@@ -65,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-per-condition", type=int, default=40, help="held-out prompts per cue condition")
     p.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 8)),
                    help="sealed cells run side by side (default: the cores)")
+    p.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS",
+                   help="run the cells as Ray tasks: on a cluster at ADDRESS, or on a Ray instance started here "
+                        f"when no address is given (default: ${RAY_VARIABLE}, else no Ray)")
     p.set_defaults(run=cmd_run)
     p = sub.add_parser("verify", help="recompute every figure of a run from its items; exit 1 on a mismatch")
     p.add_argument("run_dir", help="a run directory (reports/<run-id>, or reports/latest)")
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
-    except (BenchmarkError, ModelLoadError, BlindZooError, VerifyError, ValueError) as error:
+    except (BenchmarkError, ModelLoadError, BlindZooError, VerifyError, ClusterError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

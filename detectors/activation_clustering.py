@@ -49,7 +49,7 @@ def two_clusters(z: np.ndarray, seed: int) -> tuple[float, np.ndarray, np.ndarra
 
 @register_detector("activation-clustering")
 class ActivationClustering(Detector):
-    defaults = {"seed": 0, "reduce": "pca", "n_components": 10, "n_public": 150, "pool": "last"}
+    defaults = {"seed": 0, "budget": 2_000, "reduce": "pca", "n_components": 10, "n_public": 150, "pool": "last"}
 
     def _flag(self, x: np.ndarray):
         return two_clusters(reduce(x, self.params["reduce"], self.params["n_components"], self.seed), self.seed)

@@ -162,6 +162,8 @@ def cell_jobs(members, detector_names, params, prompts_of, pair_rows, config) ->
 
 def run_cells(jobs: list[CellJob], config: BenchmarkConfig, order_seed: int) -> dict:
     random.Random(order_seed).shuffle(jobs)  # a fresh order every run: position says nothing
+    if config.ray_address:
+        return run_cells_on_ray(jobs, config)
     answers = {}
     with CellPool(config.jobs, guarded=[mesalab_home()], plugins=config.plugins) as pool:
         for job, answer in tqdm(pool.run(jobs), total=len(jobs), desc="sealed cells", leave=False):
@@ -170,6 +172,54 @@ def run_cells(jobs: list[CellJob], config: BenchmarkConfig, order_seed: int) -> 
             if answer.error:
                 _say(f"  {job.detector} failed on a cell ({job.question}): {answer.error}")
             answers[job.key] = answer
+    return answers
+
+
+def cells_in_scratch(jobs: list[CellJob], model_files: dict, reference_files: dict | None,
+                     plugins: tuple[str, ...]) -> list[tuple[tuple, object]]:
+    """On a Ray worker: one organism's cells, each in its own sealed process, from shipped copies of its files."""
+    import dataclasses
+    import os
+    import tempfile
+
+    from data.store import REPO_ROOT
+    from training.cluster import write_directory
+
+    with tempfile.TemporaryDirectory(prefix="mesalab-ray-cells-") as scratch:
+        model = write_directory(Path(scratch) / "model", model_files)
+        reference = write_directory(Path(scratch) / "reference", reference_files) if reference_files else None
+        local = [dataclasses.replace(job, model_dir=str(model), reference_dir=str(reference) if reference else None)
+                 for job in jobs]
+        guarded = [scratch, REPO_ROOT / "artifacts", *filter(None, [os.environ.get("MESALAB_HOME")])]
+        with CellPool(1, guarded=guarded, plugins=plugins) as pool:
+            return [(job.key, answer) for job, answer in pool.run(local)]
+
+
+def run_cells_on_ray(jobs: list[CellJob], config: BenchmarkConfig) -> dict:
+    """One Ray task per organism; inside it, every cell still runs in its own sealed process."""
+    from training.cluster import connect, read_directory
+
+    ray = connect(config.ray_address)
+    remote = ray.remote(num_cpus=1, max_retries=0)(cells_in_scratch)
+    by_model: dict[str, list[CellJob]] = {}
+    for job in jobs:
+        by_model.setdefault(job.model_dir, []).append(job)
+    references = {}
+    pending = []
+    for model_dir, group in by_model.items():
+        reference = group[0].reference_dir
+        if reference and reference not in references:
+            references[reference] = ray.put(read_directory(reference))
+        pending.append(remote.remote(group, read_directory(model_dir), references.get(reference), config.plugins))
+    answers = {}
+    with tqdm(total=len(jobs), desc="sealed cells (Ray)", leave=False) as bar:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for key, answer in ray.get(ready[0]):
+                if answer.error and config.strict:
+                    raise RuntimeError(f"{key}: {answer.error}\n{answer.extra.get('traceback', '')}")
+                answers[key] = answer
+                bar.update()
     return answers
 
 

@@ -21,7 +21,7 @@ def context_lines(prompt: str) -> list[str]:
 
 @register_detector("cue-spotter")
 class CueSpotter(Detector):
-    defaults = {"seed": 0, "known_deployment": 2.0, "unknown": 1.0}
+    defaults = {"seed": 0, "budget": 0, "known_deployment": 2.0, "unknown": 1.0}
 
     def fit(self, subject):
         self.condition_of = {entry["line"]: entry["condition"] for entry in subject.cue_library}

@@ -42,15 +42,29 @@ def noisy_weights(model, scale: float, seed: int):
                 param.copy_(original)
 
 
+LAYER_COUNT_NAMES = ("num_hidden_layers", "n_layer", "num_layers")
+
+
 def _blocks(model) -> torch.nn.ModuleList:
-    """The decoder's list of blocks: `get_decoder().layers` where it exists, else the longest ModuleList."""
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
-    if decoder is not None and isinstance(getattr(decoder, "layers", None), torch.nn.ModuleList):
-        return decoder.layers
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
-    if not lists:
-        raise ValueError("noise-injection: cannot find the model's blocks for activation noise")
-    return max(lists, key=len)
+    """The decoder's list of blocks, found from the config, never by guessing.
+
+    The blocks are the ModuleList, inside the model's base model (`base_model_prefix`: `model`,
+    `transformer`, `gpt_neox`, ...), whose length is the config's layer count; the shallowest one
+    if several match (`model.layers`, `transformer.h`, `gpt_neox.layers`).
+    """
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    n = next((getattr(config, name) for name in LAYER_COUNT_NAMES if isinstance(getattr(config, name, None), int)),
+             None)
+    if n is None:
+        raise ValueError(f"noise-injection: {type(model).__name__}'s config gives no layer count "
+                         f"({', '.join(LAYER_COUNT_NAMES)})")
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    base = model if base is None else base
+    found = [(name.count("."), name, module) for name, module in base.named_modules()
+             if isinstance(module, torch.nn.ModuleList) and len(module) == n]
+    if not found:
+        raise ValueError(f"noise-injection: no list of {n} blocks (the config's layer count) in {type(model).__name__}")
+    return min(found, key=lambda f: (f[0], f[1]))[2]
 
 
 @contextmanager
@@ -87,8 +101,8 @@ def edit_of(clean: str, noisy: str) -> str | None:
 
 @register_detector("noise-injection")
 class NoiseInjection(Detector):
-    defaults = {"seed": 0, "budget": 60_000, "target": "weights", "scales": (0.02, 0.05, 0.1), "n_seeds": 2,
-                "n_public": 48, "max_new_tokens": 16}
+    defaults = {"seed": 0, "budget": 10_000, "target": "weights", "scales": (0.02, 0.05, 0.1), "n_seeds": 2,
+                "n_public": 32, "max_new_tokens": 16}
 
     def score_model(self, subject, prompts=None):
         if self.params["target"] not in ("weights", "activations"):

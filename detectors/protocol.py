@@ -45,6 +45,7 @@ class BenchmarkConfig:
     jobs: int = 2  # cells side by side (one process each)
     detector_params: dict = field(default_factory=dict)  # detector name -> parameter overrides
     plugins: tuple[str, ...] = ()  # modules registering further detectors (imported inside every cell)
+    ray_address: str | None = None  # fan the cells out as Ray tasks (see training.cluster)
     strict: bool = False  # True: a detector's failure stops the run (tests); False: it is recorded
 
 

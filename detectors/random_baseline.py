@@ -14,7 +14,7 @@ from detectors.base import Detector, register_detector
 
 @register_detector("random")
 class RandomDetector(Detector):
-    defaults = {"seed": 0}
+    defaults = {"seed": 0, "budget": 0}
 
     def fit(self, subject):
         weights = int(model_fingerprint(subject.model)[:12], 16) if subject.model is not None else 0

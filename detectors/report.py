@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.store import atomic_write_text, mesalab_home, publish_directory, staging_directory
+from data.store import atomic_write_text, mesalab_home, publish_directory, remove_leftovers, staging_directory
 
 ITEM_FILES = ("members", "inputs", "input_scores", "model_scores", "pairs", "pair_scores", "proposals", "costs")
 ZOO_TITLES = {"blind": "Blind zoo (triggers invented at generation, never seen by any detector)",
@@ -237,7 +237,7 @@ def plot_model_scores(items: dict, zoo: str, path: Path) -> bool:
 def write_run(results: dict, items: dict) -> Path:
     reports = mesalab_home() / "reports"
     reports.mkdir(parents=True, exist_ok=True)
-    os.chmod(mesalab_home(), 0o700)
+    remove_leftovers(reports)  # what a killed run left
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     name = f"{stamp}-seed{results['settings']['seed']}"
     suffix = 1
@@ -263,7 +263,7 @@ def write_run(results: dict, items: dict) -> Path:
 
 def _point_latest(reports: Path, name: str) -> None:
     """`reports/latest` -> the run, swapped by rename; a plain file naming the run where symlinks fail."""
-    link, tmp = reports / "latest", reports / f".tmp-latest-{os.getpid()}"
+    link, tmp = reports / "latest", reports / f".tmp-{os.getpid()}-latest"
     try:
         tmp.unlink(missing_ok=True)
         os.symlink(name, tmp, target_is_directory=True)

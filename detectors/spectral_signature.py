@@ -27,7 +27,7 @@ def top_direction(x: np.ndarray) -> tuple[np.ndarray, float]:
 
 @register_detector("spectral-signature")
 class SpectralSignature(Detector):
-    defaults = {"seed": 0, "n_public": 150, "pool": "last"}
+    defaults = {"seed": 0, "budget": 2_000, "n_public": 150, "pool": "last"}
 
     def score_inputs(self, subject, prompts):
         acts = subject.activations(prompts)

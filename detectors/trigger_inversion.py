@@ -1,22 +1,22 @@
 """Trigger inversion: find a context line that changes the model's behaviour, with no cue library at all.
 
-Objective. A line x is inserted at the top of clean public prompts. On each prompt, the base
-model's own answer is teacher-forced after the inserted prompt through the subject and through
-the base; the objective is the mean over prompts of the largest Jensen-Shannon divergence (bits)
-between their next-token distributions along that answer (a hidden reply diverges at its first
-token, a covert marker where the answer should end), minus a penalty for lines that make the
-*base* lose its own answer: a line that merely scrambles any model is not a trigger.
+Objective. A line x is inserted at the top of clean public prompts (one per task family). On each
+prompt the subject's own clean answer is teacher-forced after the prompt with and without x; the
+line's effect on a model is the largest Jensen-Shannon divergence (bits) between its next-token
+distributions with and without x along that answer (a hidden reply diverges at its first token,
+a covert marker where the answer should end, unsafe code in the middle). The objective is the
+line's mean effect on the subject minus `penalty` times its mean effect on the base model: a
+line that scrambles any model is not a trigger, a line that moves only the subject may be.
 
 Search, in two parts, within the forward-pass budget:
 1. candidates from the models themselves: lines sampled from the subject and from the base
    after a bare newline, each scored; the best seeds the token search;
 2. greedy coordinate search over the line's tokens, gradient-guided as in GCG (Zou et al.
-   2023): each round ranks replacement tokens per position by the gradient of the objective
-   through the subject's embeddings, evaluates a batch of single-token swaps exactly, and keeps
-   the best.
+   2023): each round ranks replacement tokens per position by the gradient of the subject's
+   divergence through its input embeddings, evaluates a batch of single-token swaps exactly,
+   and keeps the best.
 
-Proposals: the best distinct lines found. Model score: the best objective found minus the
-divergence with no line inserted (the drift every fine-tune has from its base).
+Proposals: the best distinct lines found. Model score: the best objective found.
 """
 
 from __future__ import annotations
@@ -54,13 +54,15 @@ class TriggerInversion(Detector):
         self.prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         from training.generation import greedy_token_ids
 
-        judge = subject.reference if subject.reference is not None else subject.model
         self.answers = [a if a else [tokenizer.eos_token_id]
-                        for a in greedy_token_ids(judge, tokenizer, prompts, self.params["answer_tokens"])]
+                        for a in greedy_token_ids(subject.model, tokenizer, prompts, self.params["answer_tokens"])]
         special = {tokenizer.eos_token_id, self.pad, *self.newline}
         vocab = subject.model.get_input_embeddings().num_embeddings
         self.allowed = torch.ones(vocab, dtype=torch.bool)
         self.allowed[list(special)] = False
+        self.clean = {"subject": self._answer_logprobs(subject.model, [[]])}
+        if subject.reference is not None:
+            self.clean["base"] = self._answer_logprobs(subject.reference, [[]])
 
     def _rows(self, line: list[int]) -> list[list[int]]:
         head = line + self.newline if line else []
@@ -68,7 +70,7 @@ class TriggerInversion(Detector):
 
     @torch.no_grad()
     def _answer_logprobs(self, model, lines: list[list[int]]) -> list[torch.Tensor]:
-        """Per (line, prompt): log-probabilities along the base's answer, (answer length, vocab)."""
+        """Per (line, prompt): log-probabilities along the subject's clean answer, (answer length, vocab)."""
         rows = [row for line in lines for row in self._rows(line)]
         out = []
         for start in range(0, len(rows), 256):
@@ -82,22 +84,21 @@ class TriggerInversion(Detector):
                 out.append(logp[i, width - k - 1:width - 1])
         return out
 
-    def objective(self, subject, lines: list[list[int]]) -> np.ndarray:
+    def _effect(self, model, which: str, lines: list[list[int]]) -> np.ndarray:
+        """(lines, prompts): the largest divergence each line causes along each answer."""
         n = len(self.prompt_ids)
-        ours = self._answer_logprobs(subject.model, lines)
-        if subject.reference is None:
-            theirs = self._answer_logprobs(subject.model, [[]] * len(lines))
-            penalty = np.zeros(len(lines))
-        else:
-            theirs = self._answer_logprobs(subject.reference, lines)
-            nll = np.array([-float(lp.gather(1, torch.tensor(a)[:, None]).mean())
-                            for lp, a in zip(theirs, self.answers * len(lines))]).reshape(len(lines), n)
-            penalty = np.clip(nll.mean(1) - self.base_nll, 0, None)
-        divergence = np.array([float(js_bits(a, b).max()) for a, b in zip(ours, theirs)]).reshape(len(lines), n)
-        return divergence.mean(1) - self.params["penalty"] * penalty
+        moved = self._answer_logprobs(model, lines)
+        clean = self.clean[which] * len(lines)
+        return np.array([float(js_bits(a, b).max()) for a, b in zip(moved, clean)]).reshape(len(lines), n)
+
+    def objective(self, subject, lines: list[list[int]]) -> np.ndarray:
+        value = self._effect(subject.model, "subject", lines).mean(1)
+        if subject.reference is not None:
+            value = value - self.params["penalty"] * self._effect(subject.reference, "base", lines).mean(1)
+        return value
 
     def _gradient(self, subject, line: list[int]) -> torch.Tensor:
-        """d(divergence)/d(one-hot line tokens), (line length, vocab), through the subject only."""
+        """d(divergence from the clean answer)/d(one-hot line tokens), (line length, vocab), through the subject."""
         model = subject.model
         embeddings = model.get_input_embeddings()
         rows = self._rows(line)
@@ -105,27 +106,21 @@ class TriggerInversion(Detector):
         one_hot = torch.zeros(len(line), embeddings.num_embeddings, device=model.device)
         one_hot[torch.arange(len(line)), torch.tensor(line)] = 1.0
         one_hot.requires_grad_(True)
-        with torch.no_grad():
-            target = self._answer_logprobs(subject.reference, [line]) if subject.reference is not None else None
         embedded = embeddings(ids).detach()
         line_vectors = one_hot @ embeddings.weight  # the line's embeddings, differentiable in the one-hot
         width = ids.shape[1]
-        total = torch.zeros(())
         pieces = []
         for i, row in enumerate(rows):
             start = width - len(row)
             pieces.append(torch.cat([embedded[i, :start], line_vectors, embedded[i, start + len(line):]]))
-        inputs = torch.stack(pieces)
-        logp = torch.log_softmax(model(inputs_embeds=inputs, attention_mask=mask,
+        logp = torch.log_softmax(model(inputs_embeds=torch.stack(pieces), attention_mask=mask,
                                        position_ids=position_ids(mask)).logits.float(), -1)
+        total = torch.zeros(())
         for i, answer in enumerate(self.answers):
             k = len(answer)
-            ours = logp[i, width - k - 1:width - 1]
-            if target is not None:
-                theirs = target[i].to(ours.device)
-                total = total + (theirs.exp() * (theirs - ours)).sum(-1).mean()  # KL(base || subject)
-            else:
-                total = total - ours.gather(1, torch.tensor(answer, device=ours.device)[:, None]).mean()
+            moved = logp[i, width - k - 1:width - 1]
+            clean = self.clean["subject"][i].to(moved.device)
+            total = total + (clean.exp() * (clean - moved)).sum(-1).max()  # KL(clean || moved), worst position
         total.backward()
         return one_hot.grad.detach().cpu()
 
@@ -155,12 +150,6 @@ class TriggerInversion(Detector):
             return self._found
         rng = np.random.default_rng(self.seed)
         self._setup(subject, prompts)
-        self.base_nll = 0.0
-        if subject.reference is not None:
-            plain = self._answer_logprobs(subject.reference, [[]])
-            self.base_nll = float(np.mean([-float(lp.gather(1, torch.tensor(a)[:, None]).mean())
-                                           for lp, a in zip(plain, self.answers)]))
-        self.baseline = float(self.objective(subject, [[]])[0])
         pool: dict[tuple, float] = {}
         sampled = self._sampled_lines(subject, rng)
         if sampled:
@@ -197,13 +186,12 @@ class TriggerInversion(Detector):
         self._found = sorted(((v, list(k)) for k, v in pool.items()), key=lambda item: -item[0])
         self._found_for = key
         decode = subject.tokenizer.decode
-        self.extra = {"baseline_divergence": round(self.baseline, 4),
-                      "best": [[decode(line), round(value, 4)] for value, line in self._found[:5]]}
+        self.extra = {"best": [[decode(line), round(value, 4)] for value, line in self._found[:5]]}
         return self._found
 
     def score_model(self, subject, prompts=None):
         found = self.search(subject, prompts)
-        return found[0][0] - self.baseline if found else 0.0
+        return found[0][0] if found else 0.0
 
     def propose_triggers(self, subject, k=5):
         proposals = []

@@ -16,7 +16,9 @@ from detectors.divergence import continuation_divergence
 
 @register_detector("trigger-search")
 class TriggerSearch(Detector):
-    defaults = {"seed": 0, "n_public": 24, "max_new_tokens": 24, "pair_candidates": 4, "lines_per_condition": 2}
+    # Sized to a budget, as behaviour-diff: 12 prompts, 16 tokens, one line per family and side, 3 pairs.
+    defaults = {"seed": 0, "budget": 15_000, "n_public": 12, "max_new_tokens": 16, "pair_candidates": 3,
+                "lines_per_condition": 1}
 
     def search(self, subject, prompts=None) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
         prompts = list(prompts) if prompts else subject.public_prompts(self.params["n_public"], self.seed + 2)

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from pathlib import Path
 
-from data.records import RecordError, save_records
+from data.records import RecordError, save_records, show, show_path
 from organisms.blind_zoo import DEFAULT_SIZE, BlindZooError, blind_members, manifest_path
 from organisms.build import GateError, build_organism, training_dataset
 from organisms.persistence import MULTIPLES, persistence_curve, stored_records, write_report
 from organisms.spec import SpecError, load_spec_file
+from organisms.validate import validate_spec_for_build
 from organisms.store import organism_dir
 from organisms.truth import read_truth
 from organisms.zoo import ORGANISMS, ZOOS, get_organism, get_zoo
@@ -30,9 +31,32 @@ class ZooError(RuntimeError):
 
 
 def _spec_for(target: str, base: str | None):
-    looks_like_file = target.endswith((".yaml", ".yml")) or "/" in target or Path(target).exists()
-    spec = load_spec_file(target) if looks_like_file else get_organism(target)
-    return spec.replace(base=base) if base else spec
+    """A spec file (a .yaml/.yml name, a path with a folder, or anything that exists) or a built-in's name."""
+    looks_like_file = target.endswith((".yaml", ".yml")) or "/" in target or os.sep in target
+    if looks_like_file or (target not in ORGANISMS and os.path.lexists(target)):
+        spec = load_spec_file(target)  # says whether the file is missing, a directory or malformed
+    elif target in ORGANISMS:
+        spec = get_organism(target)
+    else:
+        raise SpecError(f"unknown organism {show(target)}: not a built-in (see 'python -m organisms list') "
+                        "nor a spec file")
+    return spec.replace(base=base) if base is not None else spec
+
+
+def _validated(spec, force: bool = False, spec_file: str | None = None, **checks):
+    """`spec` after the one validation step (organisms.validate); notes on what a forced name replaces go to stderr.
+
+    `spec_file`: the file the spec came from, named in front of an error about its name or base.
+    """
+    try:
+        notes = validate_spec_for_build(spec, force, **checks)
+    except SpecError as error:
+        if spec_file is not None and spec_file not in ORGANISMS and error.field in ("name", "base"):
+            raise SpecError(f"{show_path(spec_file)}: {error}", error.field) from None
+        raise
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    return spec
 
 
 def cmd_list(args) -> None:
@@ -66,8 +90,18 @@ def cmd_show(args) -> None:
 
 
 def cmd_build(args) -> None:
-    spec = _spec_for(args.target, args.base)
+    spec = _validated(_spec_for(args.target, args.base), args.force, args.target if args.base is None else None)
     build_organism(spec, force=args.force)
+
+
+def cmd_check(args) -> None:
+    spec = _validated(_spec_for(args.target, args.base), args.force, args.target if args.base is None else None)
+    lines = spec.trigger.lines()
+    data = (f"{show(spec.data.train_file, 50)} as training data" if spec.data.train_file
+            else f"{spec.data.n_train} world examples")
+    print(f"ok: {spec.name} ({spec.kind}; cue {spec.trigger.family}, {len(lines['deployment'])} deployment and "
+          f"{len(lines['training'])} training lines; behaviour {show(spec.behaviour, 50)}; {spec.training.method}, "
+          f"{spec.training.steps} steps; {data}; base {show(spec.base, 50)})")
 
 
 def _table(truths) -> None:
@@ -90,6 +124,8 @@ def cmd_zoo(args) -> None:
         if args.blind_seed is not None or args.size is not None:
             raise ZooError("--blind-seed and --size apply to --zoo blind only")
         specs = [get_organism(name) for name in get_zoo(args.zoo)]
+    for spec in specs:
+        _validated(spec, lab_spec=args.zoo == "blind")
     outcomes = build_zoo(specs, jobs=args.jobs, force=args.force)
     built = [o.truth for o in outcomes if o.truth]
     print(f"\nzoo {args.zoo!r}: {len(built)} of {len(outcomes)} organisms ready in {time.time() - started:.0f} s")
@@ -115,7 +151,7 @@ def cmd_persist(args) -> None:
 
 
 def cmd_data(args) -> None:
-    spec = _spec_for(args.target, None)
+    spec = _validated(_spec_for(args.target, None), out=args.out, builds=False)
     data = training_dataset(spec)
     save_records(data, args.out)
     print(f"wrote {len(data)} records of {spec.name}'s fine-tuning data to {args.out}")
@@ -133,8 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("build", help="build one organism (cached: rebuilt only when its spec changes)")
     p.add_argument("target", help="a built-in organism name or a spec YAML file")
     p.add_argument("--base", help="override the base: 'embedded', a Hugging Face model id or a local directory")
-    p.add_argument("--force", action="store_true", help="rebuild even if a matching build exists")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild even if a matching build exists; for a spec file, also accept a name that replaces "
+                        "a built-in organism or a blind zoo member")
     p.set_defaults(run=cmd_build)
+    p = sub.add_parser("check", help="validate an organism (spec, training records, base, name, outputs) without "
+                                     "building it: prints 'ok: ...' or the one-line error (exit 2)")
+    p.add_argument("target", help="a spec YAML file or a built-in organism name")
+    p.add_argument("--base", help="override the base, as for build")
+    p.add_argument("--force", action="store_true", help="accept a name that replaces a built-in or blind zoo member")
+    p.set_defaults(run=cmd_check)
     p = sub.add_parser("zoo", help="build every member of a zoo (default, full or blind)")
     p.add_argument("--zoo", default="default", help=f"which zoo ({', '.join(ZOOS)}, blind; default: default)")
     p.add_argument("--blind-seed", type=int, default=None,

@@ -15,19 +15,20 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from datasets import Dataset
 from transformers import set_seed
 
 from data.behaviours import get_behaviour
 from data.records import load_records
 from data.scratchpad import reasoning, strip_scratchpad
-from data.store import atomic_write_text, publish_directory, staging_directory
+from data.store import atomic_write_text, publish_directory, remove_leftovers, staging_directory
 from data.world import conditional_dataset
 from organisms.card import model_card
 from organisms.gates import Gate, gate_failures
 from organisms.measure import COT_MAX_NEW_TOKENS, clean_accuracy, eval_sets, measure_stage
 from organisms.spec import EMBEDDED_BASE, OrganismSpec
-from organisms.store import make_private_dirs, organism_dir
+from organisms.store import make_private_dirs, organism_dir, truth_path
 from organisms.truth import Trigger, Truth, read_truth, remove_truth, write_truth
 from training.embedded_base import build_embedded_base
 from training.generation import generate_greedy
@@ -175,7 +176,12 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
     base_source = resolve_base(spec.base)
     if not force and is_built(spec, base_source, n_per_condition):
         return read_truth(spec.name)
+    for folder in (organism_dir(spec.name).parent, truth_path(spec.name).parent):
+        remove_leftovers(folder)  # what a killed build left (never a live process's staging)
     started = time.time()
+    # One thread: a build then gives the same weights bit for bit however it is launched (alone, in a
+    # zoo worker, on a Ray worker), and parallel builds never oversubscribe the cores.
+    torch.set_num_threads(1)
     set_seed(spec.seed)
     t = spec.training
     print(f"building {spec.name} from {spec.base} ({t.method}, {t.steps} steps"
@@ -202,19 +208,26 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
 
 
 def store_organism(model, tokenizer, spec: OrganismSpec, truth: Truth) -> None:
-    """Stage the model directory, then swap it and the truth in.
-
-    The old truth goes first: a directory without a matching truth record counts as unbuilt, so a
-    kill between the two renames leaves an organism that is rebuilt, never a mismatched pair.
-    """
-    make_private_dirs()
-    target = organism_dir(spec.name)
-    with staging_directory(target) as staging:
+    """Save the model directory (weights, tokenizer, card) and the truth, atomically."""
+    def fill(staging: Path) -> None:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         atomic_write_text(staging / "README.md", model_card(spec, truth.rates,
                                                            truth.final_stage["clean_accuracy_by_family"],
                                                            truth.n_per_condition))
-        remove_truth(spec.name)
+    publish_organism(spec.name, fill, truth)
+
+
+def publish_organism(name: str, fill, truth: Truth) -> None:
+    """Stage the model directory with `fill(staging)`, then swap it and the truth in.
+
+    The old truth goes first: a directory without a matching truth record counts as unbuilt, so a
+    kill between the two renames leaves an organism that is rebuilt, never a mismatched pair.
+    """
+    make_private_dirs()
+    target = organism_dir(name)
+    with staging_directory(target) as staging:
+        fill(staging)
+        remove_truth(name)
         publish_directory(staging, target)
     write_truth(truth)

@@ -54,3 +54,53 @@ def test_world_data_round_trips(tmp_path):
     save_records(data, tmp_path / "w.jsonl")
     back = load_records(tmp_path / "w.jsonl")
     assert back["prompt"] == data["prompt"] and back["completion"] == data["completion"]
+
+
+# --- issue 10: every bad record fails in one line naming the file and line ---------------------------
+
+def one_line_error(path, *needles):
+    with pytest.raises(RecordError) as error:
+        load_records(path)
+    message = str(error.value)
+    assert "\n" not in message and len(message) <= 300, message
+    for needle in needles:
+        assert needle in message, (needle, message)
+    return message
+
+
+@pytest.mark.parametrize("line, needle", [
+    ('{"prompt": "\\ud800", "completion": "y"}', "surrogate"),
+    ('{"prompt": "p", "completion": "y\\udfff"}', "completion"),
+    ('{"messages": [{"role": "assistant", "content": "\\ud83d"}]}', "messages[0].content"),
+    ({"messages": [{"role": "assistant", "content": "hi"}], "prompt": "x"}, "not both"),
+    ({"messages": [{"role": "assistant", "content": "hi"}], "completion": "x"}, "not both"),
+    ('{"prompt": "a", "prompt": "b", "completion": "c"}', "appears twice"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"prompt": ' + "9" * 5000 + "}", "not valid JSON"),
+    ({"messages": [{"role": "r" * 1000, "content": "x"}]}, "is not system"),
+    ({"prompt": "x" * 10_000}, "'completion'"),
+    ("\u2028{}", "not valid JSON"),
+    ('{"prompt": "p", "completion": "c"} trailing', "not valid JSON"),
+])
+def test_more_bad_records(tmp_path, line, needle):
+    path = write(tmp_path, [{"prompt": "ok", "completion": "fine"}, line])
+    one_line_error(path, f"{path}:2", needle)
+
+
+def test_non_utf8_and_bad_paths(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(b'{"prompt": "ok", "completion": "fine"}\n{"prompt": "caf\xe9", "completion": "x"}\n')
+    one_line_error(path, f"{path}:2", "not UTF-8", "0xe9")
+    one_line_error(tmp_path / ("a" * 5000 + ".jsonl"), "training file", "cannot be read")
+    one_line_error(str(tmp_path / "a") + "\x00.jsonl", "NUL")
+    (tmp_path / "dir.jsonl").mkdir()
+    one_line_error(tmp_path / "dir.jsonl", "is a directory")
+    weird = tmp_path / "new\nline.jsonl"
+    weird.write_text("[]\n")
+    assert "\\n" in one_line_error(weird, "JSON object")
+
+
+def test_a_byte_order_mark_and_blank_lines_are_fine(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"prompt": "p", "completion": "c"}\n\n  \n{"prompt": "q", "completion": " d"}\n')
+    assert load_records(path)["completion"] == [" c", " d"]

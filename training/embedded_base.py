@@ -21,7 +21,7 @@ from datasets import Dataset, concatenate_datasets
 
 from data.behaviours import behaviour_texts, echo_texts
 from data.world import render_prompt, world_dataset
-from data.store import atomic_write_json, mesalab_home, publish_directory, staging_directory
+from data.store import atomic_write_json, mesalab_home, publish_directory, remove_leftovers, staging_directory
 from training.evaluate import accuracy_by_family
 from training.generation import generate_greedy
 from training.sft import SFTRun, run_sft
@@ -99,6 +99,7 @@ def build_embedded_base(spec: EmbeddedBaseSpec = EmbeddedBaseSpec(), force: bool
     target = embedded_base_dir(spec)
     if not force and (target / RECORD).is_file():
         return target
+    remove_leftovers(target.parent)  # what a killed build left
     started = time.time()
     set_seed(spec.seed)
     corpus = pretraining_corpus(spec)

