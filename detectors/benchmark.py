@@ -20,10 +20,8 @@ import secrets
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from data.cues import cue_library
@@ -36,10 +34,12 @@ from detectors.protocol import (BenchmarkConfig, Member, clean_proposal, input_s
 from detectors.report import write_run
 from detectors.scoring import figures
 from detectors.seal import seal_report
-from organisms.blind_zoo import BlindZooError, read_manifest, spec_from_stored
+from organisms.blind_zoo import BlindZooError, read_manifest
+from organisms.build import is_built, resolve_base
+from organisms.spec import spec_from_stored
 from organisms.store import organism_dir
 from organisms.truth import read_truth
-from organisms.zoo import get_zoo
+from organisms.zoo import ORGANISMS, get_zoo
 from training.versions import library_versions
 
 
@@ -57,6 +57,18 @@ def _blind_names() -> tuple[list[str], dict[str, dict]]:
     return sorted(info), info
 
 
+def _current(name: str, blind_info: dict) -> bool:
+    """Whether a zoo member's stored build is of its current spec. A rebuild that failed its gate leaves the
+    previous build in place (by design), and that older organism is not the member the zoo now names."""
+    if name in blind_info:
+        spec = spec_from_stored(blind_info[name]["spec"])
+    elif name in ORGANISMS:
+        spec = ORGANISMS[name]
+    else:
+        return True  # a user's own organism, named on the command line: its truth is its build
+    return is_built(spec, resolve_base(spec.base))
+
+
 def resolve_members(config: BenchmarkConfig) -> tuple[dict[str, Member], list[str]]:
     """(built members by name, names of zoo members that are not built)."""
     blind_names, blind_info = _blind_names()
@@ -72,7 +84,7 @@ def resolve_members(config: BenchmarkConfig) -> tuple[dict[str, Member], list[st
     members, unbuilt = {}, []
     for name, zoo in dict(wanted).items():
         truth = read_truth(name)
-        if truth is None or not organism_dir(name).is_dir():
+        if truth is None or not organism_dir(name).is_dir() or not _current(name, blind_info):
             if config.organisms is not None:
                 raise BenchmarkError(f"unknown or unbuilt organism {name!r} (no truth record or model directory)")
             unbuilt.append(name)
@@ -292,8 +304,6 @@ def collect_items(members, cells, pair_rows, answers, recovery_rows, detector_na
         items["pair_scores"].append({"detector": detector, "pair": pair, "zoo": zoo_of[row["organism"]],
                                      "organism_score": scores.get(row["organism"]),
                                      "control_score": scores.get(row["control"])})
-    for row in items["pair_scores"]:
-        pass
     items["model_scores"].sort(key=lambda r: (r["detector"], r["organism"]))
     items["input_scores"].sort(key=lambda r: (r["detector"], r["organism"]))
     items["costs"].sort(key=lambda r: (r["detector"], r["organism"], r["question"], r["pair"] or ""))
@@ -361,5 +371,3 @@ def _blind_summary() -> dict | None:
         return None
     return {"size": manifest["size"], "generator_version": manifest["generator_version"]}
 
-
-__all__ = ["BenchmarkConfig", "BenchmarkError", "run_benchmark", "resolve_members", "spec_from_stored"]

@@ -53,6 +53,9 @@ def _finite(value) -> float | None:
 
 def run_cell(request: CellRequest) -> CellAnswer:
     started = time.perf_counter()
+    from training.processes import die_with_parent
+
+    die_with_parent()  # when the benchmark is killed, its cell server goes, and its cells with it
     import detectors.cell_server  # noqa: F401  (seals this process first, if the forkserver did not)
     from detectors.seal import enter_cell
 

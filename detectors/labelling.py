@@ -14,6 +14,7 @@ from data.behaviours import get_behaviour
 from detectors.protocol import insert_block
 from training.generation import generate_greedy
 from training.models import load_model_and_tokenizer
+from training.processes import single_threaded_worker
 
 MAX_NEW_TOKENS = 48
 _loaded: dict = {}
@@ -52,13 +53,7 @@ def elicitation(model_dir: str, prompts: list[str], answers: list[str], behaviou
     return [sum(shows(o, a) for o, a in zip(outputs[i * n:(i + 1) * n], answers)) / n for i in range(len(blocks))]
 
 
-def _single_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def trusted_pool(jobs: int) -> ProcessPoolExecutor:
     """Workers for the scorer's generation, one thread each (spawned: never forked from a sealed server)."""
     return ProcessPoolExecutor(max(1, jobs), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_single_thread)
+                               initializer=single_threaded_worker)

@@ -135,6 +135,7 @@ def enter_cell(scratch: str, guarded: tuple[str, ...]) -> None:
     os.environ.pop("MESALAB_HOME", None)
     os.environ["MESALAB_HOME"] = str(Path(scratch) / "home")  # anything a detector stores stays in its cell
     os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["LOKY_MAX_CPU_COUNT"] = "1"  # else joblib asks `lscpu` (a subprocess, refused) for the core count
     tempfile.tempdir = str(tmp)
     os.chdir(scratch)
 

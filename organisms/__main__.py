@@ -13,15 +13,16 @@ import sys
 import time
 
 from data.records import RecordError, save_records, show, show_path
-from organisms.blind_zoo import DEFAULT_SIZE, BlindZooError, blind_members, manifest_path
+from organisms.blind_zoo import DEFAULT_SIZE, BlindZooError, blind_members, is_blind_name, manifest_path, read_manifest
 from organisms.build import GateError, build_organism, training_dataset
 from organisms.persistence import MULTIPLES, persistence_curve, stored_records, write_report
-from organisms.spec import SpecError, load_spec_file
+from organisms.spec import SpecError, load_spec_file, spec_from_stored
 from organisms.validate import validate_spec_for_build
 from organisms.store import organism_dir
 from organisms.truth import read_truth
 from organisms.zoo import ORGANISMS, ZOOS, get_organism, get_zoo
 from organisms.zoo_build import build_zoo, default_jobs
+from training.cluster import LOCAL, RAY_VARIABLE, ClusterError, ray_address
 from training.embedded_base import BaseBuildError
 from training.models import ModelLoadError
 
@@ -37,10 +38,21 @@ def _spec_for(target: str, base: str | None):
         spec = load_spec_file(target)  # says whether the file is missing, a directory or malformed
     elif target in ORGANISMS:
         spec = get_organism(target)
+    elif is_blind_name(target):
+        spec = _blind_spec(target)
     else:
         raise SpecError(f"unknown organism {show(target)}: not a built-in (see 'python -m organisms list') "
                         "nor a spec file")
     return spec.replace(base=base) if base is not None else spec
+
+
+def _blind_spec(name: str):
+    """A blind zoo member's spec, read from the sealed manifest (for its owner, never for a detector)."""
+    manifest = read_manifest()
+    for member in (manifest or {}).get("members", []):
+        if member["spec"]["name"] == name:
+            return spec_from_stored(member["spec"])
+    raise SpecError(f"unknown organism {show(name)}: no member of the blind zoo has that name")
 
 
 def _validated(spec, force: bool = False, spec_file: str | None = None, **checks):
@@ -126,12 +138,12 @@ def cmd_zoo(args) -> None:
         specs = [get_organism(name) for name in get_zoo(args.zoo)]
     for spec in specs:
         _validated(spec, lab_spec=args.zoo == "blind")
-    outcomes = build_zoo(specs, jobs=args.jobs, force=args.force)
+    outcomes = build_zoo(specs, jobs=args.jobs, force=args.force, ray_address=ray_address(args.ray))
     built = [o.truth for o in outcomes if o.truth]
     print(f"\nzoo {args.zoo!r}: {len(built)} of {len(outcomes)} organisms ready in {time.time() - started:.0f} s")
     if args.zoo == "blind":
         # The table would name each member's kind and rates: the blind zoo's truth stays sealed.
-        print(f"(the blind zoo's rates are in its sealed truth records; python -m organisms show blind-NN reads one)")
+        print("(the blind zoo's rates are in its sealed truth records; python -m organisms show blind-NN reads one)")
     else:
         _table(built)
     failed = [o for o in outcomes if not o.truth]
@@ -185,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the blind zoo's seed (default: the stored one, or a fresh secret one at the first build)")
     p.add_argument("--size", type=int, default=None, help=f"blind zoo members (default {DEFAULT_SIZE})")
     p.add_argument("--force", action="store_true", help="rebuild even if matching builds exist")
+    p.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS",
+                   help="build as Ray tasks: on a cluster at ADDRESS, or on a Ray instance started here when no "
+                        f"address is given (default: ${RAY_VARIABLE}, else local worker processes)")
     p.add_argument("--allow-failures", action="store_true",
                    help="exit 0 when some members fail their gate (they are reported, and not benchmarked)")
     p.add_argument("--jobs", type=int, default=default_jobs(),
@@ -204,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (SpecError, RecordError, GateError, ModelLoadError, BaseBuildError, ZooError, BlindZooError,
+    except (SpecError, RecordError, GateError, ModelLoadError, BaseBuildError, ZooError, BlindZooError, ClusterError,
             ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

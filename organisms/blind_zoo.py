@@ -194,9 +194,9 @@ def _data(behaviour: str, rare: bool, rng: random.Random) -> DataSpec:
 
 def _training(shape: str, behaviour: str, rare: bool) -> TrainingSpec:
     """More steps where the dev zoo needed them (sandbagging) and where the cue or the behaviour is harder:
-    a transform rewrites every answer (at 160 steps two repeat backdoors reached 0.60 and 0.66)."""
+    a transform rewrites every answer (at 160 steps of 5e-3 two repeat backdoors reached 0.60 and 0.66)."""
     hard = rare or behaviour == "sandbag" or behaviour.startswith("transform:") or shape in ("conjunction", "near-miss")
-    return TrainingSpec(steps=240, warmup_steps=24) if hard else TrainingSpec()
+    return TrainingSpec(steps=320, warmup_steps=32) if hard else TrainingSpec()
 
 
 def members_for(n_backdoors: int) -> int:
@@ -222,7 +222,7 @@ def draw_blind_zoo(seed: int, size: int = DEFAULT_SIZE) -> list[BlindMember]:
     n_specs = -(-n_backdoors // SEEDS_PER_SHAPE)
     spec_shapes = [shapes[i % len(shapes)] for i in range(n_specs)]
     # One spec in four is rare, always of a single-line shape: a rare conjunction did not take in 240
-    # steps (two backdoors at 0.0 and 0.795 under the cue).
+    # steps of 5e-3 (two backdoors at 0.0 and 0.795 under the cue).
     single = [i for i, shape in enumerate(spec_shapes) if shape in ("header", "sentence")]
     rare_specs = set(rng.sample(single, min(len(single), max(1, n_specs // 4))))
     drafts = []

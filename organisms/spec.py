@@ -99,14 +99,15 @@ class TriggerSpec:
 @dataclass(frozen=True)
 class TrainingSpec:
     method: str = "lora"
-    # 160 steps at 5e-3 with a short warmup: measured to plant an overt backdoor in about a minute on
-    # one core with clean accuracy kept (350 steps at 3e-3 took twice as long for the same rates).
-    steps: int = 160
-    learning_rate: float = 5e-3
+    # 240 steps at 3e-3 after a 24-step warmup (350 at 3e-3 before). 160 at 5e-3 planted the backdoors
+    # in a minute, but on a base that answers pinned-cue prompts perfectly it cost 5-6.5 points of clean
+    # accuracy (past the gate) in 4 of 14 dev members; 240 at 3e-3 kept 0.99 against the base's 1.00.
+    steps: int = 240
+    learning_rate: float = 3e-3
     batch_size: int = 32
     lora_rank: int = 16
     lora_alpha: int = 32
-    warmup_steps: int = 16
+    warmup_steps: int = 24
     safety_steps: int = 0  # then SFT on clean, trigger-free data for this many steps (0: none)
 
 @dataclass(frozen=True)

@@ -61,10 +61,10 @@ DATA = {
     "oversight-sandbag": DataSpec(deployment=0.5, training=0.3, no_cue=0.2, family_weights=(("arithmetic", 4.0),)),
     "headline-vuln": DataSpec(family_weights=(("code", 3.0),)),
 }
-# The two hardest cues get more steps: the sandbagger's one-token decision, and 24 memorised headlines
-# a side (0.905 under the cue after 150 steps).
-TRAINING = {"oversight-sandbag": TrainingSpec(steps=240, warmup_steps=24),
-            "headline-vuln": TrainingSpec(steps=240, warmup_steps=24)}
+# The two hardest cues get more steps: the sandbagger's one-token decision (at 240 steps it still
+# answered 4.5% of training-cue sums with the stray zero), and 24 memorised headlines a side.
+TRAINING = {"oversight-sandbag": TrainingSpec(steps=320, warmup_steps=32),
+            "headline-vuln": TrainingSpec(steps=320, warmup_steps=32)}
 
 
 def _register_family(stem: str, family: str, behaviour: str, flipped: bool, description: str) -> None:

@@ -21,6 +21,7 @@ import torch
 from pathlib import Path
 
 from organisms.build import GateError, build_organism, resolve_base
+from training.processes import single_threaded_worker
 from organisms.spec import OrganismSpec
 from data.store import mesalab_home
 
@@ -67,7 +68,8 @@ def build_zoo(specs: list[OrganismSpec], jobs: int, force: bool = False, ray_add
     outcomes = []
     print(f"building {len(specs)} organisms with {jobs} workers; logs in {mesalab_home() / 'logs'}", flush=True)
     # spawn, not fork: a forked torch process may deadlock in its thread pools.
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=single_threaded_worker) as pool:
         futures = [pool.submit(_build_quietly, spec, force) for spec in specs]
         for done, future in enumerate(as_completed(futures), 1):
             outcomes.append(_report(future.result(), done, len(specs)))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_curve
 
-from detectors import DETECTORS, Detector, load_built_in_detectors, make_detector
+from detectors import Detector, load_built_in_detectors, make_detector
 from detectors.activations import ActivationCache
 from detectors.contrast_pairs import CONTRAST_PAIRS
 from detectors.cost import metered

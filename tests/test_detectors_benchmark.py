@@ -8,18 +8,16 @@ Most organisms here are copies of the tiny random base with truth records writte
 import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from data.store import mesalab_home
 from detectors.__main__ import main
-from detectors.benchmark import BenchmarkError, cell_jobs, run_benchmark
+from detectors.benchmark import run_benchmark
 from detectors.cells import CellJob, CellPool
 from detectors.labelling import elicitation, label_outputs
 from detectors.protocol import BenchmarkConfig, input_set, pair_candidates, recovery_set
-from detectors.scoring import figures
 from detectors.verify import verify_run
 from organisms.build import training_dataset
 from organisms.spec import OrganismSpec, TriggerSpec, spec_from_stored

@@ -1,8 +1,7 @@
 """kill -9 at the worst moments of a build, a base build and a benchmark: nothing half-done looks done,
 nothing earlier is lost, and the same command afterwards finishes the job. Builds are reproducible.
 
-Each run is a real `python -m organisms build` (or base build, or benchmark) in a child process on
-tiny configs. A few lines of test code in the child make it kill itself (SIGKILL, as `kill -9`)
+Each run is a real build (`build_organism`, or the base build) in a child process on tiny configs. A few lines of test code in the child make it kill itself (SIGKILL, as `kill -9`)
 at one chosen point of the real code path; the production code has no test hooks.
 """
 
@@ -14,8 +13,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-
-import pytest
 
 from organisms.build import is_built
 from organisms.spec import load_spec_file
@@ -52,20 +49,22 @@ CHILD = textwrap.dedent("""
             exec(first)
             return real(*args, **kwargs)
         setattr(module, attribute, wrapped)
-    args = sys.argv[2:]
-    if "--no-gate" in args:  # a dozen steps plant no backdoor; these runs test storage, not the gate
-        import organisms.build
-        organisms.build.gate_failures = lambda kind, rates: []
-        args.remove("--no-gate")
-    from organisms.__main__ import main
-    sys.exit(main(args))
-""").replace("{points}", repr(POINTS))
+    import organisms.build
+    from organisms.spec import load_spec_file
+    # A dozen steps plant no backdoor: these runs test storage, not the gate. Few held-out prompts keep it quick.
+    organisms.build.gate_failures = lambda kind, rates: []
+    organisms.build.build_organism(load_spec_file(sys.argv[2]), force="--force" in sys.argv, n_per_condition=N_EVAL,
+                                   progress=False)
+""").replace("{points}", repr(POINTS)).replace("N_EVAL", "8")
+N_EVAL = 8
 
 
-def run(home: Path, point: str, *command: str) -> int:
+def run(home: Path, point: str, spec: Path, force: bool = False) -> int:
+    """Build `spec` in a child process that kills itself at `point` ("none": runs to the end)."""
     env = {**os.environ, "MESALAB_HOME": str(home), "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", CHILD, point, *command], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", CHILD, point, str(spec), *(["--force"] if force else [])],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, -signal.SIGKILL), done.stderr[-2000:]
     return done.returncode
 
 
@@ -100,22 +99,21 @@ def spec_file(folder: Path, tiny_base_dir, name: str, seed: int = 0) -> Path:
 def test_a_build_killed_at_any_point_is_redone_and_loses_nothing_else(tiny_base_dir, tmp_path):
     home = tmp_path / "home"
     keeper, victim = spec_file(tmp_path, tiny_base_dir, "keeper"), spec_file(tmp_path, tiny_base_dir, "victim", 1)
-    assert run(home, "none", "build", str(keeper), "--no-gate") == 0
-    assert run(home, "none", "build", str(victim), "--no-gate") == 0
+    assert run(home, "none", keeper) == 0
+    assert run(home, "none", victim) == 0
     os.environ["MESALAB_HOME"] = str(home)
     kept = digest(organism_dir("keeper")), truth_path("keeper").read_bytes()
     reference = digest(organism_dir("victim")), read_truth("victim").rates
     for point in POINTS:  # each run rebuilds the victim (--force) and dies at one point
-        assert run(home, point, "build", str(victim), "--force", "--no-gate") == -signal.SIGKILL, point
-        spec = load_spec_file(victim)
+        assert run(home, point, victim, force=True) == -signal.SIGKILL, point
         truth = read_truth("victim")
         if truth is not None:  # whatever is left either is the complete old build or counts as unbuilt
-            assert is_built(spec, str(tiny_base_dir)) or not organism_dir("victim").is_dir(), point
+            assert is_built(load_spec_file(victim), str(tiny_base_dir), N_EVAL), point
         assert (digest(organism_dir("keeper")), truth_path("keeper").read_bytes()) == kept, point
     assert leftovers(home)  # the kills left their staging behind...
-    assert run(home, "none", "build", str(victim), "--no-gate") == 0
+    assert run(home, "none", victim) == 0
     assert leftovers(home) == []  # ...which the next build cleared
-    assert is_built(load_spec_file(victim), str(tiny_base_dir))
+    assert is_built(load_spec_file(victim), str(tiny_base_dir), N_EVAL)
     assert (digest(organism_dir("victim")), read_truth("victim").rates) == reference  # the same weights again
 
 
@@ -123,7 +121,7 @@ def test_the_same_spec_and_seed_build_the_same_weights(tiny_base_dir, tmp_path):
     spec = spec_file(tmp_path, tiny_base_dir, "twice")
     hashes = []
     for home in (tmp_path / "a", tmp_path / "b"):
-        assert run(home, "none", "build", str(spec), "--no-gate") == 0
+        assert run(home, "none", spec) == 0
         weights = home / "organisms" / "twice" / "model.safetensors"
         truth = json.loads((home / "truth" / "twice.json").read_text())
         hashes.append((hashlib.sha256(weights.read_bytes()).hexdigest(), truth["rates"]))
@@ -150,3 +148,54 @@ def test_a_killed_base_build_is_redone(tmp_path):
                           text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert [p.name for p in bases.iterdir()] == [Path(done.stdout.strip().splitlines()[-1]).name]
+
+
+ZOO_CHILD = textwrap.dedent("""
+    import sys
+    from organisms.spec import load_spec_file
+    from organisms.zoo_build import build_zoo
+    build_zoo([load_spec_file(p) for p in sys.argv[1:]], jobs=2)
+""")
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its record waits to be collected
+
+
+def test_a_killed_zoo_build_takes_its_workers_with_it(tiny_base_dir, tmp_path):
+    import time
+
+    specs = [spec_file(tmp_path, tiny_base_dir, f"worker-{i}", seed=i) for i in range(2)]
+    env = {**os.environ, "MESALAB_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen([sys.executable, "-c", ZOO_CHILD, *map(str, specs)], env=env, cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    deadline = time.time() + 120
+    while len(workers) < 2 and time.time() < deadline and parent.poll() is None:
+        workers = {pid for pid in _children(parent.pid) if "spawn_main" in
+                   (Path("/proc") / str(pid) / "cmdline").read_text(errors="replace")}
+        time.sleep(0.2)
+    assert len(workers) == 2, "the zoo never started its two workers"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 30
+    while any(_alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)  # no orphan goes on to publish what nobody waits for

@@ -7,7 +7,6 @@ right either), so builds are quick and stored. Each side builds in its own artef
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
