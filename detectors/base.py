@@ -73,6 +73,10 @@ class Detector:
         """
         return None
 
+    # Whether the detector compares the subject with the public base (`subject.reference`); the benchmark
+    # copies the base into a cell only for those that do.
+    uses_reference: bool = False
+
     # Where proposed triggers come from: "library" (lines of the public cue library, whose size sets
     # the chance level of recovery), "open" (any text the detector makes up) or None (no proposals).
     proposal_pool: str | None = None

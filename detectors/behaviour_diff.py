@@ -23,9 +23,9 @@ from detectors.divergence import continuation_divergence, model_divergence
 
 @register_detector("behaviour-diff")
 class BehaviourDiff(Detector):
-    # Sized to a budget: 12 prompts, 16 tokens and one library line per family and side keep a model's
-    # audit under ~10 s on one core (24/24/2 took ~30 s, most of a 14-organism benchmark).
-    defaults = {"seed": 0, "budget": 15_000, "n_public": 12, "max_new_tokens": 16, "lines_per_condition": 1}
+    # Sized to a budget: 8 prompts, 16 tokens and one library line per family and side (24/24/2 took ~30 s
+    # a model, most of a 14-organism benchmark; 12/16/1 still made it the second costliest of 13).
+    defaults = {"seed": 0, "budget": 15_000, "n_public": 8, "max_new_tokens": 16, "lines_per_condition": 1}
 
     def _diverge(self, subject, a, b):
         return continuation_divergence(subject.model, subject.tokenizer, a, b, self.params["max_new_tokens"])
@@ -96,7 +96,8 @@ class BehaviourDiff(Detector):
 class BaseDiff(Detector):
     """Divergence of the subject's next-token distributions from the base model's, input by input."""
 
-    defaults = {"seed": 0, "budget": 15_000, "n_public": 24, "max_new_tokens": 24}
+    uses_reference = True
+    defaults = {"seed": 0, "budget": 15_000, "n_public": 24, "max_new_tokens": 16}
 
     def _diverge(self, subject, prompts):
         if subject.reference is None:

@@ -158,8 +158,9 @@ def agreeing_prompts(pairs, config, pool) -> list[dict]:
 def cell_jobs(members, detector_names, params, prompts_of, pair_rows, config) -> list[CellJob]:
     jobs = []
     for name, member in members.items():
-        model_dir, reference = str(organism_dir(name)), member.truth.base_source
+        model_dir = str(organism_dir(name))
         for detector in detector_names:
+            reference = member.truth.base_source if DETECTORS[detector].uses_reference else None
             common = dict(detector=detector, params=params[detector], model_dir=model_dir, reference_dir=reference)
             jobs.append(CellJob(key=(detector, name, "audit", None), question="audit", k=config.k, **common))
             if name in prompts_of:

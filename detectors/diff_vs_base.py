@@ -32,6 +32,7 @@ def first_token_states(model, tokenizer, texts: list[str], k: int) -> np.ndarray
 
 @register_detector("diff-vs-base")
 class DiffVsBase(Detector):
+    uses_reference = True
     defaults = {"seed": 0, "budget": 1_000, "n_public": 64, "first_tokens": 6, "top_tokens": 8}
 
     def _texts(self, subject, prompts=None) -> list[str]:

@@ -21,7 +21,7 @@ from detectors.stats import block_layers, effect_size, separation_auroc
 
 @register_detector("probe-cue-contrast")
 class CueContrastProbe(Detector):
-    defaults = {"seed": 0, "budget": 2_000, "n_public": 96, "pool": "last", "C": 0.1, "held_out_share": 0.3}
+    defaults = {"seed": 0, "budget": 2_000, "n_public": 64, "pool": "last", "C": 0.1, "held_out_share": 0.3}
 
     def _contexts(self, subject, prompts, rng):
         """(training-like, deployment-like, family moved) triples, one per prompt."""

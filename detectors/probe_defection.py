@@ -32,7 +32,7 @@ def probe_direction(defect: np.ndarray, comply: np.ndarray, method: str, seed: i
 
 @register_detector("probe-defection")
 class DefectionProbe(Detector):
-    defaults = {"seed": 0, "budget": 3_000, "method": "mean-diff", "held_out_share": 0.3, "n_public": 64}
+    defaults = {"seed": 0, "budget": 3_000, "method": "mean-diff", "held_out_share": 0.3, "n_public": 32}
 
     def fit(self, subject):
         pairs = list(subject.contrast_pairs)

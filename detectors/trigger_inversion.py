@@ -39,8 +39,9 @@ def _batch(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch
 @register_detector("trigger-inversion")
 class TriggerInversion(Detector):
     proposal_pool = "open"
-    defaults = {"seed": 0, "budget": 15_000, "n_per_family": 1, "line_tokens": 6, "iterations": 8,
-                "candidates": 32, "top_k": 24, "n_sampled": 6, "sample_tokens": 10, "penalty": 1.0,
+    uses_reference = True
+    defaults = {"seed": 0, "budget": 15_000, "n_per_family": 1, "line_tokens": 6, "iterations": 6,
+                "candidates": 24, "top_k": 24, "n_sampled": 6, "sample_tokens": 10, "penalty": 1.0,
                 "answer_tokens": 32}
 
     # --- the objective -------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from detectors.divergence import continuation_divergence
 
 @register_detector("trigger-search")
 class TriggerSearch(Detector):
-    # Sized to a budget, as behaviour-diff: 12 prompts, 16 tokens, one line per family and side, 3 pairs.
-    defaults = {"seed": 0, "budget": 15_000, "n_public": 12, "max_new_tokens": 16, "pair_candidates": 3,
+    # Sized to a budget, as behaviour-diff: 8 prompts, 16 tokens, one line per family and side, 3 pairs.
+    defaults = {"seed": 0, "budget": 15_000, "n_public": 8, "max_new_tokens": 16, "pair_candidates": 3,
                 "lines_per_condition": 1}
 
     def search(self, subject, prompts=None) -> tuple[dict[str, float], dict[tuple[str, str], float]]:

