@@ -121,6 +121,12 @@ def _text(where: str, field: str, value) -> str:
     except UnicodeEncodeError as error:
         raise RecordError(f"{where}: {field} holds {show(value[error.start])} at position {error.start}, "
                           "which is not valid Unicode text (a lone surrogate)") from None
+    # Line breaks and tabs are text; other control characters (escape codes, stray \r, NUL) are a data
+    # bug that would train the model on bytes no prompt of the lab ever shows.
+    bad = next((i for i, c in enumerate(value) if c not in "\n\t" and not c.isprintable() and not c.isspace()
+                or c == "\r"), None)
+    if bad is not None:
+        raise RecordError(f"{where}: {field} holds the control character {show(value[bad])} at position {bad}")
     return value
 
 
@@ -138,6 +144,11 @@ def _chat_to_pair(messages, where: str) -> tuple[str, str]:
         lines.append((role, _text(where, f"messages[{i}].content", message["content"])))
     if lines[-1][0] != "assistant":
         raise RecordError(f"{where}: the last message must be the assistant's reply")
+    if not any(role == "user" for role, _ in lines):
+        raise RecordError(f"{where}: the messages have no user turn before the assistant's reply")
+    empty = next((i for i, (_, content) in enumerate(lines) if not content.strip()), None)
+    if empty is not None:
+        raise RecordError(f"{where}: messages[{empty}].content is empty")
     rendered = []
     for role, content in lines[:-1]:
         rendered.append(content if role == "system" else f"{'User' if role == 'user' else 'Assistant'}: {content}")

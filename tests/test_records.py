@@ -33,6 +33,11 @@ def test_prompt_completion_and_chat_records(tmp_path):
     ({"messages": [{"role": "user", "content": "hi"}]}, "last message"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, "robot"),
     ({"prompt": " ", "completion": "y"}, "empty"),
+    ({"prompt": "a\x1b[31m", "completion": "y"}, "control character"),
+    ({"prompt": "line\r\nUser: x", "completion": "y"}, "control character"),
+    ({"messages": [{"role": "assistant", "content": "hi"}]}, "no user turn"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "},
+                   {"role": "user", "content": "again"}, {"role": "assistant", "content": "ok"}]}, "is empty"),
 ])
 def test_a_bad_record_is_named_by_file_and_line(tmp_path, line, message):
     path = write(tmp_path, [{"prompt": "ok", "completion": "fine"}, line])
