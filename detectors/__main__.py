@@ -21,6 +21,11 @@ from training.cluster import LOCAL, RAY_VARIABLE, ClusterError, ray_address
 from training.models import ModelLoadError
 
 
+
+def _command(sub, name: str, help: str):
+    """A subcommand whose own --help opens with the line the command list shows."""
+    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+
 def _names(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(n.strip() for n in text.split(",") if n.strip())
 
@@ -56,9 +61,9 @@ def cmd_verify(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m detectors", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="list the registered detectors")
+    p = _command(sub, "list", help="list the registered detectors")
     p.set_defaults(run=cmd_list)
-    p = sub.add_parser("run", help="run the blind benchmark and write a report under $MESALAB_HOME/reports")
+    p = _command(sub, "run", help="run the blind benchmark and write a report under $MESALAB_HOME/reports")
     p.add_argument("--organisms", help="comma-separated organism names (default: every built member of the zoos)")
     p.add_argument("--detectors", help="comma-separated detector names (default: all; see 'list')")
     p.add_argument("--zoo", default="default,blind",
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="run the cells as Ray tasks: on a cluster at ADDRESS, or on a Ray instance started here "
                         f"when no address is given (default: ${RAY_VARIABLE}, else no Ray)")
     p.set_defaults(run=cmd_run)
-    p = sub.add_parser("verify", help="recompute every figure of a run from its items; exit 1 on a mismatch")
+    p = _command(sub, "verify", help="recompute every figure of a run from its items; exit 1 on a mismatch")
     p.add_argument("run_dir", help="a run directory (reports/<run-id>, or reports/latest)")
     p.set_defaults(run=cmd_verify)
     args = parser.parse_args(argv)

@@ -31,6 +31,11 @@ class ZooError(RuntimeError):
     pass
 
 
+
+def _command(sub, name: str, help: str):
+    """A subcommand whose own --help opens with the line the command list shows."""
+    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+
 def _spec_for(target: str, base: str | None):
     """A spec file (a .yaml/.yml name, a path with a folder, or anything that exists) or a built-in's name."""
     looks_like_file = target.endswith((".yaml", ".yml")) or "/" in target or os.sep in target
@@ -172,26 +177,26 @@ def cmd_data(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m organisms", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="list the built-in organisms")
+    p = _command(sub, "list", help="list the built-in organisms")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.set_defaults(run=cmd_list)
-    p = sub.add_parser("show", help="print an organism's spec and, if built, its measured rates")
+    p = _command(sub, "show", help="print an organism's spec and, if built, its measured rates")
     p.add_argument("target", help="a built-in organism name or a spec YAML file")
     p.set_defaults(run=cmd_show)
-    p = sub.add_parser("build", help="build one organism (cached: rebuilt only when its spec changes)")
+    p = _command(sub, "build", help="build one organism (cached: rebuilt only when its spec changes)")
     p.add_argument("target", help="a built-in organism name or a spec YAML file")
     p.add_argument("--base", help="override the base: 'embedded', a Hugging Face model id or a local directory")
     p.add_argument("--force", action="store_true",
                    help="rebuild even if a matching build exists; for a spec file, also accept a name that replaces "
                         "a built-in organism or a blind zoo member")
     p.set_defaults(run=cmd_build)
-    p = sub.add_parser("check", help="validate an organism (spec, training records, base, name, outputs) without "
+    p = _command(sub, "check", help="validate an organism (spec, training records, base, name, outputs) without "
                                      "building it: prints 'ok: ...' or the one-line error (exit 2)")
     p.add_argument("target", help="a spec YAML file or a built-in organism name")
     p.add_argument("--base", help="override the base, as for build")
     p.add_argument("--force", action="store_true", help="accept a name that replaces a built-in or blind zoo member")
     p.set_defaults(run=cmd_check)
-    p = sub.add_parser("zoo", help="build every member of a zoo (default, full or blind)")
+    p = _command(sub, "zoo", help="build every member of a zoo (default, full or blind)")
     p.add_argument("--zoo", default="default", help=f"which zoo ({', '.join(ZOOS)}, blind; default: default)")
     p.add_argument("--blind-seed", type=int, default=None,
                    help="the blind zoo's seed (default: the stored one, or a fresh secret one at the first build)")
@@ -205,14 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=default_jobs(),
                    help=f"organisms built side by side, one thread each (default: {default_jobs()}, the cores)")
     p.set_defaults(run=cmd_zoo)
-    p = sub.add_parser("persist", help="safety-train built organisms on clean data and measure their behaviour "
+    p = _command(sub, "persist", help="safety-train built organisms on clean data and measure their behaviour "
                                        "after each stage (writes reports/persistence/)")
     p.add_argument("targets", nargs="+", help="built organisms (names or spec files)")
     p.add_argument("--multiples", type=int, nargs="+", default=list(MULTIPLES),
                    help=f"safety steps as multiples of the organism's training steps (default: {MULTIPLES})")
     p.add_argument("--n-per-condition", type=int, default=100, help="held-out prompts per cue condition")
     p.set_defaults(run=cmd_persist)
-    p = sub.add_parser("data", help="write an organism's fine-tuning data as JSONL (prompt/completion)")
+    p = _command(sub, "data", help="write an organism's fine-tuning data as JSONL (prompt/completion)")
     p.add_argument("target", help="a built-in organism name or a spec YAML file")
     p.add_argument("--out", required=True, help="where to write the JSONL")
     p.set_defaults(run=cmd_data)
