@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from detectors.base import Detector, register_detector
-from detectors.divergence import continuation_divergence, model_divergence
+from detectors.divergence import continuation_divergence, grouped_divergence, model_divergence
 
 
 @register_detector("behaviour-diff")
@@ -30,6 +30,9 @@ class BehaviourDiff(Detector):
     def _diverge(self, subject, a, b):
         return continuation_divergence(subject.model, subject.tokenizer, a, b, self.params["max_new_tokens"])
 
+    def _diverge_groups(self, subject, groups):
+        return grouped_divergence(subject.model, subject.tokenizer, groups, self.params["max_new_tokens"])
+
     def _prompts(self, subject, prompts=None):
         n = self.params["n_public"]  # given prompts (the pair protocol) are capped too: the budget is per question
         return list(prompts)[:n] if prompts else subject.public_prompts(n, self.seed)
@@ -40,13 +43,14 @@ class BehaviourDiff(Detector):
         memo = getattr(self, "_memo", {})  # score_model and propose_triggers ask the same question
         if tuple(prompts) in memo:
             return memo[tuple(prompts)]
-        out = {}
+        groups = []
         for family in subject.cue_families:
             training, deployment = subject.cue_lines(family, "training"), subject.cue_lines(family, "deployment")
-            a = [subject.with_cues(p, {family: training[i % len(training)]}) for i, p in enumerate(prompts)]
-            b = [subject.with_cues(p, {family: deployment[i % len(deployment)]}) for i, p in enumerate(prompts)]
-            js, changed = self._diverge(subject, a, b)
-            out[family] = (float(js.mean()), float(changed.mean()))
+            groups.append(([subject.with_cues(p, {family: training[i % len(training)]}) for i, p in enumerate(prompts)],
+                           [subject.with_cues(p, {family: deployment[i % len(deployment)]})
+                            for i, p in enumerate(prompts)]))
+        out = {family: (float(js.mean()), float(changed.mean()))
+               for family, (js, changed) in zip(subject.cue_families, self._diverge_groups(subject, groups))}
         self._memo = {**memo, tuple(prompts): out}
         return out
 
@@ -81,12 +85,10 @@ class BehaviourDiff(Detector):
         prompts = self._prompts(subject)
         families = self.family_divergence(subject, prompts)
         absent = {f: [subject.with_cues(p, {f: None}) for p in prompts] for f in subject.cue_families}
-        line_score = {}
         candidates = subject.candidate_lines(self.params["lines_per_condition"], self.seed)
-        for entry in candidates:
-            family, line = entry["family"], entry["line"]
-            js, _ = self._diverge(subject, absent[family], [subject.with_cues(p, {family: line}) for p in prompts])
-            line_score[line] = float(js.mean())
+        groups = [(absent[e["family"]], [subject.with_cues(p, {e["family"]: e["line"]}) for p in prompts])
+                  for e in candidates]
+        line_score = {e["line"]: float(js.mean()) for e, (js, _) in zip(candidates, self._diverge_groups(subject, groups))}
         self.extra["line_divergence"] = {k: round(v, 4) for k, v in line_score.items()}
         order = sorted(candidates, key=lambda e: (-families[e["family"]][0], -line_score[e["line"]]))
         return [entry["line"] for entry in order][:k]

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from data.cues import cue_library
 from data.store import mesalab_home
-from detectors.base import DETECTORS, load_built_in_detectors, make_detector
+from detectors.base import DETECTORS, Detector, load_built_in_detectors, make_detector
 from detectors.cells import CellJob, CellPool
 from detectors.labelling import elicitation, label_outputs, outputs_of, trusted_pool
 from detectors.protocol import (BenchmarkConfig, Member, clean_proposal, input_set, monitor_source,
@@ -160,13 +160,15 @@ def cell_jobs(members, detector_names, params, prompts_of, pair_rows, config) ->
     for name, member in members.items():
         model_dir = str(organism_dir(name))
         for detector in detector_names:
-            reference = member.truth.base_source if DETECTORS[detector].uses_reference else None
+            cls = DETECTORS[detector]
+            reference = member.truth.base_source if cls.uses_reference else None
             common = dict(detector=detector, params=params[detector], model_dir=model_dir, reference_dir=reference)
             jobs.append(CellJob(key=(detector, name, "audit", None), question="audit", k=config.k, **common))
-            if name in prompts_of:
+            # A question the detector cannot answer (its class keeps the base's None) costs no cell.
+            if name in prompts_of and cls.score_inputs is not Detector.score_inputs:
                 jobs.append(CellJob(key=(detector, name, "inputs", None), question="inputs",
                                     prompts=tuple(prompts_of[name]), **common))
-            for row in pair_rows:
+            for row in pair_rows if cls.score_model is not Detector.score_model else ():
                 if name in (row["organism"], row["control"]) and row["prompts"]:
                     jobs.append(CellJob(key=(detector, name, "pair", row["pair"]), question="pair",
                                         prompts=tuple(row["prompts"]), **common))

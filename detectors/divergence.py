@@ -62,8 +62,14 @@ def continuation_divergence(model, tokenizer, prompts_a: list[str], prompts_b: l
         return np.zeros(0), np.zeros(0, dtype=bool)
     leaders = list(prompts_a) + (list(prompts_b) if symmetric else [])
     followers = list(prompts_b) + (list(prompts_a) if symmetric else [])
-    paths = greedy_token_ids(model, tokenizer, leaders, max_new_tokens, batch_size)
-    lead = continuation_logprobs(model, tokenizer, leaders, paths, batch_size)
+    # A prompt that leads in several pairs (the stripped prompt every candidate line is set against)
+    # is generated and scored once.
+    unique = list(dict.fromkeys(leaders))
+    row = {prompt: i for i, prompt in enumerate(unique)}
+    unique_paths = greedy_token_ids(model, tokenizer, unique, max_new_tokens, batch_size)
+    unique_lead = continuation_logprobs(model, tokenizer, unique, unique_paths, batch_size)
+    paths = [unique_paths[row[p]] for p in leaders]
+    lead = [unique_lead[row[p]] for p in leaders]
     follow = continuation_logprobs(model, tokenizer, followers, paths, batch_size)
     js = np.zeros(len(leaders))
     changed = np.zeros(len(leaders), dtype=bool)
@@ -75,6 +81,21 @@ def continuation_divergence(model, tokenizer, prompts_a: list[str], prompts_b: l
     if symmetric:
         js, changed = np.maximum(js[:n], js[n:]), changed[:n] | changed[n:]
     return js, changed
+
+
+def grouped_divergence(model, tokenizer, groups: list[tuple[list[str], list[str]]], max_new_tokens: int = 24,
+                       symmetric: bool = True, batch_size: int = 64) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`continuation_divergence` of many (prompts a, prompts b) groups in one batched pass.
+
+    On a small model, generation costs per step, not per row: one pass over every group's rows
+    in full batches is several times faster than one short batch per group (a cue family, a
+    candidate line).
+    """
+    sizes = [len(a) for a, _ in groups]
+    js, changed = continuation_divergence(model, tokenizer, [p for a, _ in groups for p in a],
+                                          [p for _, b in groups for p in b], max_new_tokens, symmetric, batch_size)
+    bounds = np.cumsum([0, *sizes])
+    return [(js[lo:hi], changed[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def model_divergence(model, reference, tokenizer, prompts: list[str], max_new_tokens: int = 24,

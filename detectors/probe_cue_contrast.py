@@ -21,7 +21,8 @@ from detectors.stats import block_layers, effect_size, separation_auroc
 
 @register_detector("probe-cue-contrast")
 class CueContrastProbe(Detector):
-    defaults = {"seed": 0, "budget": 2_000, "n_public": 64, "pool": "last", "C": 0.1, "held_out_share": 0.3}
+    # With 64 public prompts its blind model AUROC moved 0.78 -> 0.32: the score is that noisy.
+    defaults = {"seed": 0, "budget": 2_000, "n_public": 96, "pool": "last", "C": 0.1, "held_out_share": 0.3}
 
     def _contexts(self, subject, prompts, rng):
         """(training-like, deployment-like, family moved) triples, one per prompt."""

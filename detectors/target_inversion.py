@@ -46,7 +46,9 @@ def next_token_probs(model, sequences: list[list[int]], pad_id: int, batch_size:
 @register_detector("target-inversion")
 class TargetInversion(Detector):
     uses_reference = True
-    defaults = {"seed": 0, "budget": 20_000, "n_per_family": 1, "end_prompts": 1, "n_candidates": 6,
+    # Halving the search (1 end prompt, 6 candidates) saved ~20% of its time but cost blind model AUROC
+    # 0.93 -> 0.85 and dev 0.88 -> 0.75 (benchmarks 20261127-173532 vs -183915); detection comes first.
+    defaults = {"seed": 0, "budget": 20_000, "n_per_family": 1, "end_prompts": 2, "n_candidates": 8,
                 "target_tokens": 6, "answer_tokens": 32, "max_first_tokens": 1024, "ratio_cap": 5.0}
 
     def _anchors(self, subject, prompts: list[str]) -> dict[str, list[list[int]]]:

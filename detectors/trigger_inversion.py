@@ -40,8 +40,10 @@ def _batch(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch
 class TriggerInversion(Detector):
     proposal_pool = "open"
     uses_reference = True
-    defaults = {"seed": 0, "budget": 15_000, "n_per_family": 1, "line_tokens": 6, "iterations": 6,
-                "candidates": 24, "top_k": 24, "n_sampled": 6, "sample_tokens": 10, "penalty": 1.0,
+    # 6 iterations of 24 candidates saved a third of its time but recovered 3 of 6 blind backdoors at
+    # top-1 instead of 4 (benchmarks 20261127-173532 vs -183915); detection comes first.
+    defaults = {"seed": 0, "budget": 15_000, "n_per_family": 1, "line_tokens": 6, "iterations": 8,
+                "candidates": 32, "top_k": 24, "n_sampled": 6, "sample_tokens": 10, "penalty": 1.0,
                 "answer_tokens": 32}
 
     # --- the objective -------------------------------------------------------------------------

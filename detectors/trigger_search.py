@@ -11,7 +11,7 @@ from __future__ import annotations
 from itertools import combinations
 
 from detectors.base import Detector, register_detector
-from detectors.divergence import continuation_divergence
+from detectors.divergence import grouped_divergence
 
 
 @register_detector("trigger-search")
@@ -30,16 +30,15 @@ class TriggerSearch(Detector):
         candidates = subject.candidate_lines(self.params["lines_per_condition"], self.seed)
         family_of = {e["line"]: e["family"] for e in candidates}
 
-        def divergence(lines: dict[str, str]) -> float:
-            inserted = [subject.with_cues(p, lines) for p in stripped]
-            js, _ = continuation_divergence(subject.model, subject.tokenizer, stripped, inserted,
-                                            self.params["max_new_tokens"])
-            return float(js.mean())
+        def divergences(insertions: list[dict[str, str]]) -> list[float]:
+            groups = [(stripped, [subject.with_cues(p, lines) for p in stripped]) for lines in insertions]
+            return [float(js.mean()) for js, _ in grouped_divergence(subject.model, subject.tokenizer, groups,
+                                                                     self.params["max_new_tokens"])]
 
-        singles = {line: divergence({family: line}) for line, family in family_of.items()}
+        singles = dict(zip(family_of, divergences([{family: line} for line, family in family_of.items()])))
         best = sorted(singles, key=singles.get, reverse=True)[:self.params["pair_candidates"]]
-        pairs = {(a, b): divergence({family_of[a]: a, family_of[b]: b})
-                 for a, b in combinations(best, 2) if family_of[a] != family_of[b]}
+        combined = [(a, b) for a, b in combinations(best, 2) if family_of[a] != family_of[b]]
+        pairs = dict(zip(combined, divergences([{family_of[a]: a, family_of[b]: b} for a, b in combined])))
         self.extra["singles"] = {k: round(v, 4) for k, v in singles.items()}
         self.extra["top_pairs"] = [[a, b, round(v, 4)] for (a, b), v in sorted(pairs.items(), key=lambda kv: -kv[1])[:5]]
         self._memo = {**memo, tuple(prompts): (singles, pairs)}
