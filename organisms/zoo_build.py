@@ -54,7 +54,10 @@ def _build_quietly(spec: OrganismSpec, force: bool) -> Outcome:
     path = log_path(spec.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        return _build(spec, force, progress=False)
+        outcome = _build(spec, force, progress=False)
+        if outcome.error:  # the log then ends with why, as the summary says it
+            print(f"FAILED: {outcome.error}", flush=True)
+        return outcome
 
 
 def build_zoo(specs: list[OrganismSpec], jobs: int, force: bool = False, ray_address: str | None = None) -> list[Outcome]:
