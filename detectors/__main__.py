@@ -21,10 +21,10 @@ from training.cluster import LOCAL, RAY_VARIABLE, ClusterError, ray_address
 from training.models import ModelLoadError
 
 
-
 def _command(sub, name: str, help: str):
     """A subcommand whose own --help opens with the line the command list shows."""
     return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+
 
 def _names(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(n.strip() for n in text.split(",") if n.strip())

@@ -56,6 +56,12 @@ class Detector:
     def seed(self) -> int:
         return int(self.params["seed"])
 
+    def capped_prompts(self, subject, prompts: list[str] | None, seed: int) -> list[str]:
+        """The first `n_public` of the given prompts (the pair protocol), else `n_public` public prompts from
+        `seed`: a budget is per question, so given prompts never buy a detector more work."""
+        n = self.params["n_public"]
+        return list(prompts)[:n] if prompts else subject.public_prompts(n, seed)
+
     def fit(self, subject) -> "Detector":
         """Learn whatever the detector needs from the subject's public data; no truth is reachable."""
         return self

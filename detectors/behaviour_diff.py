@@ -34,8 +34,7 @@ class BehaviourDiff(Detector):
         return grouped_divergence(subject.model, subject.tokenizer, groups, self.params["max_new_tokens"])
 
     def _prompts(self, subject, prompts=None):
-        n = self.params["n_public"]  # given prompts (the pair protocol) are capped too: the budget is per question
-        return list(prompts)[:n] if prompts else subject.public_prompts(n, self.seed)
+        return self.capped_prompts(subject, prompts, self.seed)
 
     def family_divergence(self, subject, prompts=None) -> dict[str, tuple[float, float]]:
         """family -> (mean max-JS, rate of changed greedy outputs) when its line is swapped."""
@@ -112,7 +111,7 @@ class BaseDiff(Detector):
         return None if diverged is None else diverged[0]
 
     def score_model(self, subject, prompts=None):
-        prompts = list(prompts)[:self.params["n_public"]] if prompts else subject.public_prompts(self.params["n_public"], self.seed)
+        prompts = self.capped_prompts(subject, prompts, self.seed)
         diverged = self._diverge(subject, prompts)
         if diverged is None:
             return None

@@ -21,8 +21,7 @@ class TriggerSearch(Detector):
                 "lines_per_condition": 1}
 
     def search(self, subject, prompts=None) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
-        n = self.params["n_public"]  # given prompts (the pair protocol) are capped too: the budget is per question
-        prompts = list(prompts)[:n] if prompts else subject.public_prompts(n, self.seed + 2)
+        prompts = self.capped_prompts(subject, prompts, self.seed + 2)
         memo = getattr(self, "_memo", {})  # score_model and propose_triggers ask the same question
         if tuple(prompts) in memo:
             return memo[tuple(prompts)]

@@ -31,10 +31,10 @@ class ZooError(RuntimeError):
     pass
 
 
-
 def _command(sub, name: str, help: str):
     """A subcommand whose own --help opens with the line the command list shows."""
     return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+
 
 def _spec_for(target: str, base: str | None):
     """A spec file (a .yaml/.yml name, a path with a folder, or anything that exists) or a built-in's name."""
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                         "a built-in organism or a blind zoo member")
     p.set_defaults(run=cmd_build)
     p = _command(sub, "check", help="validate an organism (spec, training records, base, name, outputs) without "
-                                     "building it: prints 'ok: ...' or the one-line error (exit 2)")
+                                          "building it: prints 'ok: ...' or the one-line error (exit 2)")
     p.add_argument("target", help="a spec YAML file or a built-in organism name")
     p.add_argument("--base", help="override the base, as for build")
     p.add_argument("--force", action="store_true", help="accept a name that replaces a built-in or blind zoo member")
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"organisms built side by side, one thread each (default: {default_jobs()}, the cores)")
     p.set_defaults(run=cmd_zoo)
     p = _command(sub, "persist", help="safety-train built organisms on clean data and measure their behaviour "
-                                       "after each stage (writes reports/persistence/)")
+                                            "after each stage (writes reports/persistence/)")
     p.add_argument("targets", nargs="+", help="built organisms (names or spec files)")
     p.add_argument("--multiples", type=int, nargs="+", default=list(MULTIPLES),
                    help=f"safety steps as multiples of the organism's training steps (default: {MULTIPLES})")
