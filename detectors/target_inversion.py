@@ -22,6 +22,9 @@ Model score: the strength of the best target, which `extra` names. It proposes n
 
 from __future__ import annotations
 
+import copy
+import inspect
+
 import numpy as np
 import torch
 
@@ -35,12 +38,52 @@ def next_token_probs(model, sequences: list[list[int]], pad_id: int, batch_size:
     out = []
     for start in range(0, len(sequences), batch_size):
         rows = sequences[start:start + batch_size]
-        width = max(map(len, rows))
-        ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=model.device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device)
+        ids, mask = _left_padded(rows, pad_id, model.device)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits[:, -1, :]
         out.append(torch.softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out)
+
+
+@torch.no_grad()
+def next_token_probs_after(model, prefixes: list[list[int]], continuations: list[list[int]], pad_id: int,
+                           rows_per_batch: int = 1024) -> torch.Tensor:
+    """Next-token probabilities after prefix + continuation, for every continuation and, within it, every
+    prefix (the rows of `next_token_probs` on `[p + c for c in continuations for p in prefixes]`).
+
+    Each prefix is read once and its keys and values reused: the first-token stage forces every
+    vocabulary token after the same few prompts, and re-reading each prompt ~500 times was nearly
+    all of this detector's time. Continuations must all have one length (every search step's do).
+    """
+    if len({len(c) for c in continuations}) > 1:
+        raise ValueError("continuations of one length only")
+    ids, mask = _left_padded(prefixes, pad_id, model.device)
+    # transformers renamed `past_key_values` to `cache` within 5.x; the lab supports the whole series.
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    prefix_cache = getattr(model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
+                                 use_cache=True), name)
+    lengths = mask.sum(1)
+    n_prefixes, out = len(prefixes), []
+    per_batch = max(1, rows_per_batch // n_prefixes)
+    for start in range(0, len(continuations), per_batch):
+        chunk = continuations[start:start + per_batch]
+        which = torch.arange(n_prefixes, device=model.device).repeat(len(chunk))  # row -> its prefix
+        cache = copy.deepcopy(prefix_cache)  # the forward below appends to the cache it is given
+        cache.reorder_cache(which)
+        new = torch.tensor([c for c in chunk for _ in range(n_prefixes)], device=model.device)
+        width = new.shape[1]
+        attention = torch.cat([mask[which], torch.ones_like(new)], dim=1)
+        positions = lengths[which, None] + torch.arange(width, device=model.device)
+        logits = model(input_ids=new, attention_mask=attention, position_ids=positions, use_cache=True,
+                       **{name: cache}).logits[:, -1, :]
+        out.append(torch.softmax(logits.float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
+def _left_padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    return ids, mask
 
 
 @register_detector("target-inversion")
@@ -75,14 +118,13 @@ class TargetInversion(Detector):
 
     def _judge(self, subject, anchor: list[list[int]], continuations: list[list[int]], pad: int):
         """Per continuation: (shared next token, agreement across prompts, mean log-ratio subject/base)."""
-        sequences = [a + c for c in continuations for a in anchor]
         shape = (len(continuations), len(anchor), -1)
-        ours = next_token_probs(subject.model, sequences, pad).view(*shape)
+        ours = next_token_probs_after(subject.model, anchor, continuations, pad).view(*shape)
         shared = ours.mean(1).argmax(-1)  # (continuations,)
         agreement = (ours.argmax(-1) == shared[:, None]).float().mean(1)
         chosen = ours.gather(2, shared[:, None, None].expand(-1, len(anchor), 1)).squeeze(-1)
         if subject.reference is not None:
-            theirs = next_token_probs(subject.reference, sequences, pad).view(*shape)
+            theirs = next_token_probs_after(subject.reference, anchor, continuations, pad).view(*shape)
             baseline = theirs.gather(2, shared[:, None, None].expand(-1, len(anchor), 1)).squeeze(-1)
         else:
             baseline = torch.full_like(chosen, 1.0 / ours.shape[-1])

@@ -36,10 +36,15 @@ def _batch(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch
     return ids, mask
 
 
+def _text(tokenizer, line) -> str:
+    return " ".join(tokenizer.decode(list(line)).split())
+
+
 @register_detector("trigger-inversion")
 class TriggerInversion(Detector):
     proposal_pool = "open"
     uses_reference = True
+    KEEP = 5  # distinct proposals (and `extra` lines) whose values the search keeps exact
     # 6 iterations of 24 candidates saved a third of its time but recovered 3 of 6 blind backdoors at
     # top-1 instead of 4 (benchmarks 20261127-173532 vs -183915); detection comes first.
     defaults = {"seed": 0, "budget": 15_000, "n_per_family": 1, "line_tokens": 6, "iterations": 8,
@@ -94,11 +99,30 @@ class TriggerInversion(Detector):
         clean = self.clean[which] * len(lines)
         return np.array([float(js_bits(a, b).max()) for a, b in zip(moved, clean)]).reshape(len(lines), n)
 
-    def objective(self, subject, lines: list[list[int]]) -> np.ndarray:
+    def objective(self, subject, lines: list[list[int]], floor: float = -np.inf) -> np.ndarray:
+        """Each line's objective; nan for a line whose effect on the subject alone is below `floor`.
+
+        The base's effect is never negative, so such a line cannot reach `floor` after the penalty:
+        the base is not run on it (half of this detector's forward passes went to the base).
+        """
         value = self._effect(subject.model, "subject", lines).mean(1)
         if subject.reference is not None:
-            value = value - self.params["penalty"] * self._effect(subject.reference, "base", lines).mean(1)
+            needed = np.flatnonzero(value >= floor) if self.params["penalty"] >= 0 else np.arange(len(lines))
+            base = np.full(len(lines), np.nan)
+            if needed.size:
+                base[needed] = self._effect(subject.reference, "base", [lines[i] for i in needed]).mean(1)
+            value = value - self.params["penalty"] * base
         return value
+
+    def _floor(self, subject, pool: dict[tuple, float]) -> float:
+        """The least value a new line needs to matter: the value at which the pool's best lines already
+        hold `KEEP` distinct texts (proposals and `extra` read no further); -inf before that."""
+        texts = set()
+        for line, value in sorted(pool.items(), key=lambda item: -item[1]):
+            texts.add(_text(subject.tokenizer, line))
+            if len(texts) == self.KEEP:
+                return value
+        return -np.inf
 
     def _gradient(self, subject, line: list[int]) -> torch.Tensor:
         """d(divergence from the clean answer)/d(one-hot line tokens), (line length, vocab), through the subject."""
@@ -180,10 +204,14 @@ class TriggerInversion(Detector):
                     candidates.append(swapped)
             if not candidates:
                 break
-            values = self.objective(subject, candidates)
+            # A line below both the current one and the pool's last kept line can change nothing.
+            values = self.objective(subject, candidates, floor=min(current_value, self._floor(subject, pool)))
             for line, value in zip(candidates, values):
-                pool[tuple(line)] = float(value)
-            best = int(np.argmax(values))
+                if not np.isnan(value):
+                    pool[tuple(line)] = float(value)
+            if np.isnan(values).all():
+                continue
+            best = int(np.nanargmax(values))
             if values[best] > current_value:
                 current, current_value = candidates[best], float(values[best])
         self._found = sorted(((v, list(k)) for k, v in pool.items()), key=lambda item: -item[0])
@@ -197,9 +225,11 @@ class TriggerInversion(Detector):
         return found[0][0] if found else 0.0
 
     def propose_triggers(self, subject, k=5):
+        if k > self.KEEP:
+            raise ValueError(f"trigger-inversion keeps its best {self.KEEP} lines exactly; asked for {k}")
         proposals = []
         for _, line in self.search(subject):
-            text = " ".join(subject.tokenizer.decode(line).split())
+            text = _text(subject.tokenizer, line)
             if text and text not in proposals:
                 proposals.append(text)
             if len(proposals) == k:

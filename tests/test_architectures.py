@@ -24,6 +24,7 @@ from detectors import load_built_in_detectors, make_detector
 from detectors.base import BUILT_IN_MODULES
 from detectors.activations import ActivationCache, position_ids
 from detectors.noise_injection import _blocks, noisy_activations
+from detectors.target_inversion import next_token_probs, next_token_probs_after
 from detectors.subject import load_subject
 from organisms.spec import DataSpec, TrainingSpec
 from training.architectures import ARCHITECTURES, save_tiny_models
@@ -131,6 +132,22 @@ def test_forward_conventions_hold(arch, bases):
     with noisy_activations(model, 0.1, seed=0), torch.no_grad():  # the blocks' hooks take their outputs
         noisy = model(**batch, position_ids=position_ids(mask)).logits
     assert not torch.allclose(noisy, out.logits)
+
+
+def test_prefix_cache_gives_the_full_forward_next_token_probs(arch, bases):
+    """target-inversion reads each prompt once and reuses its keys and values; on every architecture that
+    gives the probabilities of running prompt + continuation in full (left padding, position ids, the cache
+    argument's name in this transformers)."""
+    model, tokenizer = load_model_and_tokenizer(bases[arch])
+    prefixes = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    pad = tokenizer.pad_token_id
+    for length in (1, 3):
+        continuations = [[(7 * i + j) % 300 + 5 for j in range(length)] for i in range(40)]
+        full = next_token_probs(model, [p + c for c in continuations for p in prefixes], pad)
+        cached = next_token_probs_after(model, prefixes, continuations, pad, rows_per_batch=32)  # several batches
+        torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="one length"):
+        next_token_probs_after(model, prefixes, [[5], [5, 6]], pad)
 
 
 def test_training_tokens_are_the_tokens_scoring_sees(arch, bases):

