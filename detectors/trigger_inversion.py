@@ -131,7 +131,7 @@ class TriggerInversion(Detector):
         rows = self._rows(line)
         ids, mask = _batch(rows, self.pad, model.device)
         one_hot = torch.zeros(len(line), embeddings.num_embeddings, device=model.device)
-        one_hot[torch.arange(len(line)), torch.tensor(line)] = 1.0
+        one_hot[torch.arange(len(line), device=model.device), torch.tensor(line, device=model.device)] = 1.0
         one_hot.requires_grad_(True)
         embedded = embeddings(ids).detach()
         line_vectors = one_hot @ embeddings.weight  # the line's embeddings, differentiable in the one-hot
@@ -142,7 +142,7 @@ class TriggerInversion(Detector):
             pieces.append(torch.cat([embedded[i, :start], line_vectors, embedded[i, start + len(line):]]))
         logp = torch.log_softmax(model(inputs_embeds=torch.stack(pieces), attention_mask=mask,
                                        position_ids=position_ids(mask)).logits.float(), -1)
-        total = torch.zeros(())
+        total = torch.zeros((), device=logp.device)
         for i, answer in enumerate(self.answers):
             k = len(answer)
             moved = logp[i, width - k - 1:width - 1]

@@ -2,10 +2,11 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from organisms.gates import gate_failures
 from data.store import atomic_write_json, mesalab_home, publish_directory, staging_directory
-from training.models import ModelLoadError, load_model_and_tokenizer
+from training.models import DEVICE_VARIABLE, ModelLoadError, load_model_and_tokenizer, model_device
 from training.tokenizer import train_tokenizer
 
 
@@ -49,6 +50,30 @@ def test_tokenizer_round_trips_and_splits_digits():
 def test_local_hf_directory_loads(tiny_base_dir):
     model, tokenizer = load_model_and_tokenizer(tiny_base_dir)
     assert model.config.model_type == "llama" and tokenizer.pad_token is not None
+
+
+def test_models_load_on_the_device_the_environment_names(tiny_base_dir, monkeypatch):
+    monkeypatch.delenv(DEVICE_VARIABLE, raising=False)
+    default = "cuda" if torch.cuda.is_available() else "cpu"
+    assert model_device() == default  # auto
+    for value, device in (("auto", default), (" CPU ", "cpu"), ("", default)):
+        monkeypatch.setenv(DEVICE_VARIABLE, value)
+        assert model_device() == device
+    monkeypatch.setenv(DEVICE_VARIABLE, "cpu")
+    model, _ = load_model_and_tokenizer(tiny_base_dir)
+    assert model.device.type == "cpu"
+    if not torch.cuda.is_available():
+        monkeypatch.setenv(DEVICE_VARIABLE, "cuda")
+        with pytest.raises(ModelLoadError, match=r"^\$MESALAB_DEVICE=cuda, but torch sees no CUDA device$"):
+            load_model_and_tokenizer(tiny_base_dir)
+
+
+def test_a_bad_device_is_one_clear_line(tiny_base_dir, monkeypatch):
+    monkeypatch.setenv(DEVICE_VARIABLE, "gpu")
+    with pytest.raises(ModelLoadError, match=r"^\$MESALAB_DEVICE='gpu' is not a device; "
+                                             r"expected one of auto, cpu, cuda$") as error:
+        load_model_and_tokenizer(tiny_base_dir)
+    assert "\n" not in str(error.value)
 
 
 def test_bad_model_directories_get_one_line_errors(tmp_path, tiny_base_dir):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -140,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=400, help="prompts to generate from and capture (default 400)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    # The bare contender runs on the CPU, so trl's run and the sealed cell must too, on any machine.
+    from training.models import DEVICE_VARIABLE
+    os.environ[DEVICE_VARIABLE] = "cpu"
     from training.generation import generate_greedy
     from training.versions import library_versions
 

@@ -6,6 +6,7 @@ Weights load from safetensors only; remote code runs only when the caller asks f
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -18,6 +19,28 @@ GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 class ModelLoadError(RuntimeError):
     """A model that cannot be loaded; the message names the path and the problem."""
+
+
+DEVICE_VARIABLE = "MESALAB_DEVICE"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def model_device() -> str:
+    """Where loaded models run: `$MESALAB_DEVICE` (cpu, cuda; auto, the default: cuda when torch sees one).
+
+    Decided when a model is loaded, never at import: the benchmark's cell server forks every cell and
+    must never have touched CUDA itself (a CUDA context does not survive a fork), while each cell loads,
+    and so places, its own models.
+    """
+    choice = os.environ.get(DEVICE_VARIABLE, "").strip().lower() or "auto"
+    if choice not in DEVICES:
+        raise ModelLoadError(f"${DEVICE_VARIABLE}={os.environ[DEVICE_VARIABLE]!r} is not a device; "
+                             f"expected one of {', '.join(DEVICES)}")
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"${DEVICE_VARIABLE}=cuda, but torch sees no CUDA device")
+    return choice
 
 
 def _looks_like_path(source: str) -> bool:
@@ -59,8 +82,9 @@ def load_tokenizer(source: str, trust_remote_code: bool = False):
 
 
 def load_model_and_tokenizer(source: str | Path, *, trust_remote_code: bool = False, dtype=torch.float32):
-    """Load a causal LM and its tokenizer from a local directory or a hub id."""
+    """Load a causal LM and its tokenizer from a local directory or a hub id, the model on `model_device()`."""
     source = str(source)
+    device = model_device()  # a bad $MESALAB_DEVICE fails before any weights are read
     if _looks_like_path(source):
         check_model_dir(Path(source).expanduser())
     try:
@@ -81,5 +105,6 @@ def load_model_and_tokenizer(source: str | Path, *, trust_remote_code: bool = Fa
     if len(tokenizer) > vocab:
         raise ModelLoadError(f"cannot load model {source!r}: its tokenizer has {len(tokenizer)} tokens "
                              f"but the model embeds only {vocab}")
+    model.to(device)  # on the CPU a no-op: CPU numbers are exactly those of a model never moved
     model.eval()
     return model, tokenizer

@@ -19,6 +19,8 @@ from peft import LoraConfig
 from transformers.pytorch_utils import Conv1D
 from trl import SFTConfig, SFTTrainer
 
+from training.models import model_device
+
 
 @dataclass(frozen=True)
 class SFTRun:
@@ -77,7 +79,8 @@ def lora_config(model, run: SFTRun) -> LoraConfig:
 def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = True):
     """Train `model` on `dataset` (columns prompt, completion) and return the trained, merged model."""
     peft_config = lora_config(model, run) if run.method == "lora" else None
-    accelerated = torch.cuda.is_available()
+    # Training runs where loaded models run ($MESALAB_DEVICE): trl moves the model there itself.
+    accelerated = model_device() == "cuda"
     with tempfile.TemporaryDirectory(prefix="mesalab-sft-") as scratch:
         args = SFTConfig(
             output_dir=scratch,
