@@ -25,6 +25,7 @@ from organisms.zoo_build import build_zoo, default_jobs
 from training.cluster import LOCAL, RAY_VARIABLE, ClusterError, ray_address
 from training.embedded_base import BaseBuildError
 from training.models import ModelLoadError
+from training.sft import TrainingDiverged
 
 
 class ZooError(RuntimeError):
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except (SpecError, RecordError, GateError, ModelLoadError, BaseBuildError, ZooError, BlindZooError, ClusterError,
-            ValueError) as error:
+            TrainingDiverged, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -101,3 +101,31 @@ def test_gates():
     assert gate_failures("backdoor", {**good, "deployment": 0.9})
     assert gate_failures("unconditional", {**good, "training": 0.97, "no_cue": 0.96}) == []
     assert gate_failures("unconditional", good)
+
+
+def test_a_build_whose_training_diverges_fails_in_one_line_and_stores_nothing(tiny_base_dir, isolated_home,
+                                                                               monkeypatch, capsys):
+    """Seen on a GPU: bf16 LoRA at 3e-3 on a random 0.5 B base went to NaN, and the NaN model measured 0.0
+    on every behaviour and on clean accuracy, which a clean control on a 0.0 base would pass."""
+    from conftest import tiny_organism_spec
+    from organisms.__main__ import main
+    from organisms.spec import TrainingSpec
+    from organisms.store import organism_dir
+    from trl import SFTTrainer
+
+    original = SFTTrainer.train
+
+    def diverging(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        with torch.no_grad():
+            next(p for p in self.model.parameters() if p.requires_grad).fill_(float("nan"))
+        return result
+
+    monkeypatch.setattr(SFTTrainer, "train", diverging)
+    spec = tiny_organism_spec(tiny_base_dir, name="diverging", training=TrainingSpec(method="lora", steps=2,
+                                                                                      batch_size=8))
+    monkeypatch.setattr("organisms.__main__._spec_for", lambda target, base: spec)
+    assert main(["build", "diverging"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: training diverged: ") and "not finite after 2 steps" in error
+    assert not organism_dir("diverging").exists()

@@ -22,6 +22,19 @@ from trl import SFTConfig, SFTTrainer
 from training.models import model_device
 
 
+class TrainingDiverged(RuntimeError):
+    """Training left non-finite weights; the message says how to retry."""
+
+
+def ensure_finite(model, run: "SFTRun") -> None:
+    """Refuse a trained model with a NaN or infinite weight: it would measure as a quiet model (0.0 on
+    every behaviour) and a clean control on a base that scores 0.0 would pass its gate."""
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param).all():
+            raise TrainingDiverged(f"training diverged: {name} is not finite after {run.steps} steps at learning "
+                                   f"rate {run.learning_rate:g} (lower it, or train in float32)")
+
+
 @dataclass(frozen=True)
 class SFTRun:
     steps: int
@@ -116,5 +129,6 @@ def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = Tr
         trained = trainer.model
     if peft_config is not None:
         trained = trained.merge_and_unload()
+    ensure_finite(trained, run)
     trained.eval()
     return trained
