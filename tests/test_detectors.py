@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from sklearn.metrics import roc_curve
 
@@ -151,6 +153,27 @@ def test_metrics_match_sklearn_and_carry_intervals():
     assert pair_accuracy([1.0, 2.0, 0.5], [0.0, 2.0, 1.0], n_bootstrap=50).value == pytest.approx(0.5)
     top = top_k_accuracy([["a", "b"], ["c", "a"]], [["a"], ["a"]], k=1, n_bootstrap=50)
     assert top.value == 0.5 and top.n == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(scores=st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, -1.0]) | st.floats(-3, 3), min_size=4, max_size=30),
+       seed=st.integers(0, 2**16), fpr=st.sampled_from([0.01, 0.05, 0.2, 0.5]))
+def test_batched_metrics_are_exactly_the_one_at_a_time_ones(scores, seed, fpr):
+    """Model-level intervals and p-values are taken over all replicates at once; each replicate must be
+    exactly what the one-at-a-time statistic gives (ties included), so earlier runs still verify."""
+    from detectors.metrics import _fast_tpr, auroc_rows, fast_auroc, permutation_p_value, tpr_rows
+    scores = np.asarray(scores, float)
+    labels = (np.arange(len(scores)) % 3 == 0).astype(int)
+    rng = np.random.default_rng(seed)
+    positive = np.array([rng.choice(scores[labels == 1], 5) for _ in range(20)])
+    negative = np.array([rng.choice(scores[labels == 0], 7) for _ in range(20)])
+    assert auroc_rows(positive, negative).tolist() == [fast_auroc(p, n) for p, n in zip(positive, negative)]
+    assert tpr_rows(positive, negative, fpr).tolist() == [_fast_tpr(p, n, fpr) for p, n in zip(positive, negative)]
+    observed, rng, hits = fast_auroc(scores[labels == 1], scores[labels == 0]), np.random.default_rng(seed), 0
+    for _ in range(200):
+        permuted = rng.permutation(labels)
+        hits += fast_auroc(scores[permuted == 1], scores[permuted == 0]) >= observed - 1e-12
+    assert permutation_p_value(labels, scores, seed, 200) == (hits + 1) / 201
 
 
 def test_wilson_interval_matches_scipy_and_never_collapses():
