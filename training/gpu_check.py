@@ -34,11 +34,10 @@ comes back) and the benchmark's results.json, report.md and costs.jsonl. The ben
 mean nothing (nothing was planted on purpose); its timings are the point. A SIGTERM (a time limit)
 records the stage it stopped in.
 
-Models load on `$MESALAB_DEVICE` (auto: the GPU when torch sees one). Expected on one H100 (not yet
-measured; fp32 weights, bf16 autocast in training): base ~20 s, each build ~1 min (240 steps
-~30 s, measurement ~15 s, loading and storing 2 GB ~10 s), benchmark ~3 min (66 cells, 4 at a
-time; each copies and loads 2-4 GB), about 5-7 min in all. `--shape tiny` (hidden 64, 2 layers,
-80 steps) runs every stage on this 2-core CPU in about 2 minutes.
+Models load on `$MESALAB_DEVICE` (auto: the GPU when torch sees one). Measured on one H100
+(2026-11-27, bf16 training): base 11 s, backdoor build 88 s (training 72 s), control 82 s,
+benchmark of the two 158 s (42 cells, 4 at a time), 367 s in all; the README has the table.
+`--shape tiny` (hidden 64, 2 layers, 80 steps) runs every stage on this 2-core CPU in about 3 minutes.
 """
 
 from __future__ import annotations
