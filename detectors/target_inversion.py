@@ -89,8 +89,9 @@ def _left_padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tens
 @register_detector("target-inversion")
 class TargetInversion(Detector):
     uses_reference = True
-    # Halving the search (1 end prompt, 6 candidates) saved ~20% of its time but cost blind model AUROC
-    # 0.93 -> 0.85 and dev 0.88 -> 0.75 (benchmarks 20261127-173532 vs -183915); detection comes first.
+    # Halving the search (1 end prompt, 6 candidates) cost blind model AUROC 0.93 -> 0.85 and dev 0.88 -> 0.75
+    # (benchmarks 20261127-173532 vs -183915); with the prompts' keys and values reused, the full search
+    # costs ~1.9 s a cell (115 cell-seconds for both zoos).
     defaults = {"seed": 0, "budget": 20_000, "n_per_family": 1, "end_prompts": 2, "n_candidates": 8,
                 "target_tokens": 6, "answer_tokens": 32, "max_first_tokens": 1024, "ratio_cap": 5.0}
 
