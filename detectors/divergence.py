@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from detectors.activations import position_ids
+from detectors.activations import left_padded, position_ids
 from training.generation import greedy_token_ids
 
 
@@ -28,9 +28,8 @@ def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: l
     out: list[torch.Tensor] = []
     for start in range(0, len(prompts), batch_size):
         rows = [p + c for p, c in zip(prompt_ids[start:start + batch_size], continuations[start:start + batch_size])]
-        width = max(map(len, rows))
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=model.device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=model.device)
+        ids, mask = left_padded(rows, pad, model.device)
+        width = ids.shape[1]
         logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits.float()
         logp = torch.log_softmax(logits, dim=-1).cpu()
         for i, c in enumerate(continuations[start:start + batch_size]):

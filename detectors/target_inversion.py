@@ -28,7 +28,7 @@ import inspect
 import numpy as np
 import torch
 
-from detectors.activations import position_ids
+from detectors.activations import left_padded, position_ids
 from detectors.base import Detector, register_detector
 
 
@@ -38,7 +38,7 @@ def next_token_probs(model, sequences: list[list[int]], pad_id: int, batch_size:
     out = []
     for start in range(0, len(sequences), batch_size):
         rows = sequences[start:start + batch_size]
-        ids, mask = _left_padded(rows, pad_id, model.device)
+        ids, mask = left_padded(rows, pad_id, model.device)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits[:, -1, :]
         out.append(torch.softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out)
@@ -56,7 +56,7 @@ def next_token_probs_after(model, prefixes: list[list[int]], continuations: list
     """
     if len({len(c) for c in continuations}) > 1:
         raise ValueError("continuations of one length only")
-    ids, mask = _left_padded(prefixes, pad_id, model.device)
+    ids, mask = left_padded(prefixes, pad_id, model.device)
     # transformers renamed `past_key_values` to `cache` within 5.x; the lab supports the whole series.
     name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     prefix_cache = getattr(model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
@@ -77,13 +77,6 @@ def next_token_probs_after(model, prefixes: list[list[int]], continuations: list
                        **{name: cache}).logits[:, -1, :]
         out.append(torch.softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out)
-
-
-def _left_padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(map(len, rows))
-    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-    return ids, mask
 
 
 @register_detector("target-inversion")

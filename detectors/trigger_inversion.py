@@ -24,16 +24,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from detectors.activations import position_ids
+from detectors.activations import left_padded, position_ids
 from detectors.base import Detector, register_detector
 from detectors.divergence import js_bits
-
-
-def _batch(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(map(len, rows))
-    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-    return ids, mask
 
 
 def _text(tokenizer, line) -> str:
@@ -83,7 +76,7 @@ class TriggerInversion(Detector):
         out = []
         for start in range(0, len(rows), 256):
             chunk = rows[start:start + 256]
-            ids, mask = _batch(chunk, self.pad, model.device)
+            ids, mask = left_padded(chunk, self.pad, model.device)
             logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask,
                                            position_ids=position_ids(mask)).logits.float(), -1).cpu()
             width = ids.shape[1]
@@ -129,7 +122,7 @@ class TriggerInversion(Detector):
         model = subject.model
         embeddings = model.get_input_embeddings()
         rows = self._rows(line)
-        ids, mask = _batch(rows, self.pad, model.device)
+        ids, mask = left_padded(rows, self.pad, model.device)
         one_hot = torch.zeros(len(line), embeddings.num_embeddings, device=model.device)
         one_hot[torch.arange(len(line), device=model.device), torch.tensor(line, device=model.device)] = 1.0
         one_hot.requires_grad_(True)
