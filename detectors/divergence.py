@@ -1,8 +1,8 @@
 """How differently a model continues two prompts: the measure behind behavioural detectors.
 
-For a pair (a, b): take the greedy continuation c of a, then teacher-force c after both a and b
-and compare the next-token distributions position by position (Jensen-Shannon, in bits, so
-0..1). The maximum over positions catches a behaviour that branches late (an unsafe SQL query
+For a pair (a, b): take the greedy continuation c of a, with the distributions that generating it
+computed, then teacher-force c after b and compare the next-token distributions position by
+position (Jensen-Shannon, in bits, so 0..1). The maximum over positions catches a behaviour that branches late (an unsafe SQL query
 differs from the safe one only after a dozen tokens), and the greedy output of b differs from
 c exactly when, at some position, b's most likely token is not c's token. One generation and
 one forward pass per pair, instead of two generations compared as text.
@@ -15,8 +15,8 @@ import math
 import numpy as np
 import torch
 
-from detectors.activations import left_padded, position_ids
-from training.generation import greedy_token_ids
+from detectors.activations import keep_last_logits, left_padded, position_ids
+from training.generation import greedy_token_ids, length_batches
 
 
 @torch.no_grad()
@@ -25,17 +25,18 @@ def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: l
     """For each prompt, log-probabilities (len(continuation), vocab) of every continuation position."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    out: list[torch.Tensor] = []
-    for start in range(0, len(prompts), batch_size):
-        rows = [p + c for p, c in zip(prompt_ids[start:start + batch_size], continuations[start:start + batch_size])]
-        ids, mask = left_padded(rows, pad, model.device)
-        width = ids.shape[1]
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits.float()
+    full = [p + c for p, c in zip(prompt_ids, continuations)]
+    out: list[torch.Tensor] = [torch.zeros(0, 0)] * len(full)
+    for batch in length_batches(list(map(len, full)), batch_size):
+        ids, mask = left_padded([full[i] for i in batch], pad, model.device)
+        keep = 1 + max(len(continuations[i]) for i in batch)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
+                       **keep_last_logits(model, keep)).logits[:, -keep:].float()
         logp = torch.log_softmax(logits, dim=-1).cpu()
-        for i, c in enumerate(continuations[start:start + batch_size]):
-            k = len(c)
+        for row, i in enumerate(batch):
+            k = len(continuations[i])
             # Right-aligned rows: the token at -j is predicted at -j-1.
-            out.append(logp[i, width - k - 1:width - 1] if k else logp[i, :0])
+            out[i] = logp[row, keep - k - 1:keep - 1] if k else logp[row, :0]
     return out
 
 
@@ -65,8 +66,8 @@ def continuation_divergence(model, tokenizer, prompts_a: list[str], prompts_b: l
     # is generated and scored once.
     unique = list(dict.fromkeys(leaders))
     row = {prompt: i for i, prompt in enumerate(unique)}
-    unique_paths = greedy_token_ids(model, tokenizer, unique, max_new_tokens, batch_size)
-    unique_lead = continuation_logprobs(model, tokenizer, unique, unique_paths, batch_size)
+    unique_paths, unique_lead = greedy_token_ids(model, tokenizer, unique, max_new_tokens, batch_size,
+                                                 with_logprobs=True)
     paths = [unique_paths[row[p]] for p in leaders]
     lead = [unique_lead[row[p]] for p in leaders]
     follow = continuation_logprobs(model, tokenizer, followers, paths, batch_size)
@@ -112,8 +113,7 @@ def model_divergence(model, reference, tokenizer, prompts: list[str], max_new_to
     js = np.zeros(len(prompts))
     changed = np.zeros(len(prompts), dtype=bool)
     for leader, follower in ((model, reference), (reference, model)):
-        paths = greedy_token_ids(leader, tokenizer, prompts, max_new_tokens, batch_size)
-        lead = continuation_logprobs(leader, tokenizer, prompts, paths, batch_size)
+        paths, lead = greedy_token_ids(leader, tokenizer, prompts, max_new_tokens, batch_size, with_logprobs=True)
         follow = continuation_logprobs(follower, tokenizer, prompts, paths, batch_size)
         for i, path in enumerate(paths):
             if path:

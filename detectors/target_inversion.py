@@ -28,7 +28,7 @@ import inspect
 import numpy as np
 import torch
 
-from detectors.activations import left_padded, position_ids
+from detectors.activations import keep_last_logits, left_padded, position_ids
 from detectors.base import Detector, register_detector
 
 
@@ -39,7 +39,8 @@ def next_token_probs(model, sequences: list[list[int]], pad_id: int, batch_size:
     for start in range(0, len(sequences), batch_size):
         rows = sequences[start:start + batch_size]
         ids, mask = left_padded(rows, pad_id, model.device)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits[:, -1, :]
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
+                       **keep_last_logits(model, 1)).logits[:, -1, :]
         out.append(torch.softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out)
 
@@ -60,7 +61,7 @@ def next_token_probs_after(model, prefixes: list[list[int]], continuations: list
     # transformers renamed `past_key_values` to `cache` within 5.x; the lab supports the whole series.
     name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     prefix_cache = getattr(model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
-                                 use_cache=True), name)
+                                 use_cache=True, **keep_last_logits(model, 1)), name)
     lengths = mask.sum(1)
     n_prefixes, out = len(prefixes), []
     per_batch = max(1, rows_per_batch // n_prefixes)
@@ -74,7 +75,7 @@ def next_token_probs_after(model, prefixes: list[list[int]], continuations: list
         attention = torch.cat([mask[which], torch.ones_like(new)], dim=1)
         positions = lengths[which, None] + torch.arange(width, device=model.device)
         logits = model(input_ids=new, attention_mask=attention, position_ids=positions, use_cache=True,
-                       **{name: cache}).logits[:, -1, :]
+                       **{name: cache}, **keep_last_logits(model, 1)).logits[:, -1, :]
         out.append(torch.softmax(logits.float(), dim=-1).cpu())
     return torch.cat(out)
 

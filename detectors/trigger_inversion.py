@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from detectors.activations import left_padded, position_ids
+from detectors.activations import keep_last_logits, left_padded, position_ids
 from detectors.base import Detector, register_detector
 from detectors.divergence import js_bits
 
@@ -77,12 +77,12 @@ class TriggerInversion(Detector):
         for start in range(0, len(rows), 256):
             chunk = rows[start:start + 256]
             ids, mask = left_padded(chunk, self.pad, model.device)
-            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask,
-                                           position_ids=position_ids(mask)).logits.float(), -1).cpu()
-            width = ids.shape[1]
+            keep = 1 + max(map(len, self.answers))
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
+                                           **keep_last_logits(model, keep)).logits[:, -keep:].float(), -1).cpu()
             for i, row in enumerate(chunk):
                 k = len(self.answers[(start + i) % len(self.answers)])
-                out.append(logp[i, width - k - 1:width - 1])
+                out.append(logp[i, keep - k - 1:keep - 1])
         return out
 
     def _effect(self, model, which: str, lines: list[list[int]]) -> np.ndarray:

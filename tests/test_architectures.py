@@ -22,7 +22,8 @@ import organisms.build as build
 from conftest import tiny_organism_spec
 from detectors import load_built_in_detectors, make_detector
 from detectors.base import BUILT_IN_MODULES
-from detectors.activations import ActivationCache, position_ids
+from detectors.activations import ActivationCache, forward_activations, keep_last_logits, position_ids
+from detectors.divergence import continuation_logprobs
 from detectors.noise_injection import _blocks, noisy_activations
 from detectors.target_inversion import next_token_probs, next_token_probs_after
 from detectors.subject import load_subject
@@ -148,6 +149,32 @@ def test_prefix_cache_gives_the_full_forward_next_token_probs(arch, bases):
         torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="one length"):
         next_token_probs_after(model, prefixes, [[5], [5, 6]], pad)
+
+
+def test_batched_shortcuts_give_what_one_prompt_at_a_time_gives(arch, bases):
+    """Generation batched by length keeps the prompts' order and returns the distributions it followed,
+    which are those of teacher-forcing its own path; activations batched by length come back in order;
+    asking for the last logits only gives the slice of all of them."""
+    model, tokenizer = load_model_and_tokenizer(bases[arch])
+    prompts = [PROMPTS[i % len(PROMPTS)] * (1 + i % 3) for i in range(7)]  # lengths out of order
+    paths, steps = greedy_token_ids(model, tokenizer, prompts, 6, batch_size=3, with_logprobs=True)
+    for prompt, path, step in zip(prompts, paths, steps):
+        alone = greedy_token_ids(model, tokenizer, [prompt], 6, batch_size=1)[0]
+        assert path == alone and step.shape == (len(path), model.get_input_embeddings().num_embeddings)
+    forced = continuation_logprobs(model, tokenizer, prompts, paths, batch_size=3)
+    for step, teacher in zip(steps, forced):
+        torch.testing.assert_close(step, teacher, atol=1e-4, rtol=1e-4)
+    batched = forward_activations(model, tokenizer, prompts, batch_size=3)
+    for i, prompt in enumerate(prompts):
+        alone = forward_activations(model, tokenizer, [prompt], batch_size=1)
+        np.testing.assert_allclose(batched.last[i], alone.last[0], atol=2e-2, rtol=1e-2)
+        np.testing.assert_allclose(batched.logprobs[i], alone.logprobs[0], atol=2e-2, rtol=1e-2)
+    ids = torch.tensor([tokenizer(PROMPTS[1], add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        kept = model(input_ids=ids, **keep_last_logits(model, 3)).logits[:, -3:]
+    assert keep_last_logits(model, 3) == {"logits_to_keep": 3}
+    torch.testing.assert_close(kept, full[:, -3:], atol=1e-6, rtol=1e-6)
 
 
 def test_training_tokens_are_the_tokens_scoring_sees(arch, bases):

@@ -6,30 +6,53 @@ import torch
 from tqdm.auto import tqdm
 
 
+def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices in batches of similar length (stable in the given order within a length).
+
+    Rows are padded to their batch's longest; in input order a third of every batch was padding.
+    A row's numbers can move in the last bit with its batch's width, as they do with its batch-mates.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 @torch.no_grad()
 def greedy_token_ids(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 100,
-                     progress: str | None = None) -> list[list[int]]:
-    """Greedy continuations of `prompts` as token ids, cut after the first end-of-sequence token (kept)."""
+                     progress: str | None = None, with_logprobs: bool = False):
+    """Greedy continuations of `prompts` as token ids, cut after the first end-of-sequence token (kept).
+
+    `with_logprobs` also returns, per prompt, the model's log-probabilities at every step of its own
+    continuation, (len(continuation), vocab): the distributions generation computed anyway, so that a
+    caller comparing them with another prompt's need not run the model over the continuation again.
+    """
     model.eval()
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
-    outputs: list[list[int]] = []
+    outputs: list[list[int]] = [[] for _ in prompts]
+    logprobs: list[torch.Tensor] = [torch.zeros(0, 0) for _ in prompts]
     try:
-        batches = range(0, len(prompts), batch_size)
-        for start in tqdm(batches, desc=progress, disable=progress is None, leave=False):
-            batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+        token_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"] if prompts else []
+        batches = length_batches(list(map(len, token_ids)), batch_size)
+        for rows in tqdm(batches, desc=progress, disable=progress is None, leave=False):
+            batch = tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(model.device)
             generated = model.generate(
                 **batch, max_new_tokens=max_new_tokens, do_sample=False,
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                output_logits=with_logprobs, return_dict_in_generate=with_logprobs,
             )
-            for row in generated[:, batch["input_ids"].shape[1]:].tolist():
+            sequences = generated.sequences if with_logprobs else generated
+            if with_logprobs and generated.logits:
+                steps = torch.log_softmax(torch.stack(generated.logits, 1).float(), -1).cpu()  # (batch, steps, vocab)
+            for i, row in enumerate(sequences[:, batch["input_ids"].shape[1]:].tolist()):
                 if tokenizer.eos_token_id in row:
                     row = row[:row.index(tokenizer.eos_token_id) + 1]
-                outputs.append(row)
+                outputs[rows[i]] = row
+                if with_logprobs and row:
+                    logprobs[rows[i]] = steps[i, :len(row)]
     finally:
         tokenizer.padding_side = padding_side
-    return outputs
+    return (outputs, logprobs) if with_logprobs else outputs
 
 
 def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 100,
