@@ -27,6 +27,7 @@ import torch
 from detectors.activations import keep_last_logits, left_padded, position_ids
 from detectors.base import Detector, register_detector
 from detectors.divergence import js_bits
+from training.generation import length_batches
 
 
 def _text(tokenizer, line) -> str:
@@ -73,16 +74,16 @@ class TriggerInversion(Detector):
     def _answer_logprobs(self, model, lines: list[list[int]]) -> list[torch.Tensor]:
         """Per (line, prompt): log-probabilities along the subject's clean answer, (answer length, vocab)."""
         rows = [row for line in lines for row in self._rows(line)]
-        out = []
-        for start in range(0, len(rows), 256):
-            chunk = rows[start:start + 256]
-            ids, mask = left_padded(chunk, self.pad, model.device)
-            keep = 1 + max(map(len, self.answers))
+        out: list[torch.Tensor] = [torch.zeros(0)] * len(rows)
+        keep = 1 + max(map(len, self.answers))
+        # Batches of one row length: the prompts differ in length, and padding was 29% of every batch.
+        for batch in length_batches(list(map(len, rows)), 256, same_length=True):
+            ids, mask = left_padded([rows[i] for i in batch], self.pad, model.device)
             logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
                                            **keep_last_logits(model, keep)).logits[:, -keep:].float(), -1).cpu()
-            for i, row in enumerate(chunk):
-                k = len(self.answers[(start + i) % len(self.answers)])
-                out.append(logp[i, keep - k - 1:keep - 1])
+            for j, i in enumerate(batch):
+                k = len(self.answers[i % len(self.answers)])
+                out[i] = logp[j, keep - k - 1:keep - 1]
         return out
 
     def _effect(self, model, which: str, lines: list[list[int]]) -> np.ndarray:

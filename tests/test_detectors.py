@@ -13,6 +13,7 @@ from detectors.contrast_pairs import CONTRAST_PAIRS
 from detectors.cost import metered
 from detectors.metrics import auroc, pair_accuracy, top_k_accuracy, tpr_at_fpr
 from detectors.subject import load_subject
+from training.generation import length_batches
 
 # Small settings, so every detector runs on the tiny model in a second or two.
 FAST = {
@@ -196,3 +197,18 @@ def test_model_divergence_is_zero_against_itself_and_positive_against_its_base(s
     drift, _ = model_divergence(subject.model, subject.reference, subject.tokenizer, prompts, 8)
     assert (drift > 0.1).all()  # the organism was trained far away from its random base
     assert "subject" == subject.reference.config._name_or_path  # the reference is scrubbed too
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 9), max_size=40), st.integers(1, 7), st.booleans())
+def test_length_batches_cover_every_row_once_in_batches_of_near_equal_length(lengths, batch_size, same_length):
+    batches = length_batches(lengths, batch_size, same_length)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    assert all(0 < len(batch) <= batch_size for batch in batches)
+    flat = [lengths[i] for batch in batches for i in batch]
+    assert flat == sorted(lengths)  # shortest first, so a batch spans the fewest lengths it can
+    if same_length:
+        assert all(len({lengths[i] for i in batch}) == 1 for batch in batches)
+        assert len(batches) == sum(-(-lengths.count(n) // batch_size) for n in set(lengths))
+    else:
+        assert len(batches) == -(-len(lengths) // batch_size)

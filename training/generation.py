@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from tqdm.auto import tqdm
 
 
-def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices in batches of similar length (stable in the given order within a length).
+def length_batches(lengths: list[int], batch_size: int, same_length: bool = False) -> list[list[int]]:
+    """Indices in batches of similar length (stable in the given order within a length); with
+    `same_length`, a batch never mixes lengths (no padding at all, at the price of smaller batches).
 
     Rows are padded to their batch's longest; in input order a third of every batch was padding.
     A row's numbers can move in the last bit with its batch's width, as they do with its batch-mates.
     """
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    groups = [list(group) for _, group in itertools.groupby(order, key=lengths.__getitem__)] if same_length else [order]
+    return [group[start:start + batch_size] for group in groups for start in range(0, len(group), batch_size)]
 
 
 @torch.no_grad()
