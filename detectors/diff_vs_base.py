@@ -36,7 +36,7 @@ class DiffVsBase(Detector):
     defaults = {"seed": 0, "budget": 1_000, "n_public": 64, "first_tokens": 6, "top_tokens": 8}
 
     def _texts(self, subject, prompts=None) -> list[str]:
-        prompts = list(prompts) if prompts else subject.public_prompts(self.params["n_public"], self.seed + 13)
+        prompts = self.capped_prompts(subject, prompts, self.seed + 13)
         return [p[p.index("User: "):] if "User: " in p else p for p in prompts]  # context lines left out
 
     def score_model(self, subject, prompts=None):

@@ -110,7 +110,9 @@ class NoiseInjection(Detector):
                              "expected 'weights' or 'activations'")
         perturb = noisy_weights if self.params["target"] == "weights" else noisy_activations
         answers = None
-        if not prompts:
+        if prompts:
+            prompts = self.capped_prompts(subject, prompts, self.seed)
+        else:
             data = subject.public_dataset(self.params["n_public"], self.seed + 5)
             prompts, answers = list(data["prompt"]), list(data["answer"])
         k = self.params["max_new_tokens"]

@@ -68,7 +68,7 @@ class DefectionProbe(Detector):
         Each prompt is rendered with a family's training line and with its deployment line; the
         mean difference of projections is measured against the natural spread of projections.
         """
-        prompts = list(prompts) if prompts else subject.public_prompts(self.params["n_public"], self.seed)
+        prompts = self.capped_prompts(subject, prompts, self.seed)
         spread = float(np.std(self.score_inputs(subject, prompts))) or 1.0
         shifts = {}
         for family in subject.cue_families:

@@ -35,6 +35,6 @@ def prompt_groups(subject, prompts: list[str] | None, n_public: int, seed: int) 
     """Prompts to look at as separate populations: the given ones as one group, else public
     prompts split by task family, so that the task does not dominate a cluster or a direction."""
     if prompts:
-        return {"given": list(prompts)}
+        return {"given": list(prompts)[:n_public]}  # given prompts never buy more work than public ones
     data = subject.public_dataset(n_public, seed)
     return {f: [p for p, g in zip(data["prompt"], data["family"]) if g == f] for f in sorted(set(data["family"]))}

@@ -90,8 +90,10 @@ class TriggerInversion(Detector):
         """(lines, prompts): the largest divergence each line causes along each answer."""
         n = len(self.prompt_ids)
         moved = self._answer_logprobs(model, lines)
-        clean = self.clean[which] * len(lines)
-        return np.array([float(js_bits(a, b).max()) for a, b in zip(moved, clean)]).reshape(len(lines), n)
+        effect = np.zeros((len(lines), n))
+        for j, clean in enumerate(self.clean[which]):  # one prompt's rows at once: (lines, answer, vocab)
+            effect[:, j] = js_bits(torch.stack(moved[j::n]), clean).amax(-1).numpy()
+        return effect
 
     def objective(self, subject, lines: list[list[int]], floor: float = -np.inf) -> np.ndarray:
         """Each line's objective; nan for a line whose effect on the subject alone is below `floor`.

@@ -212,3 +212,23 @@ def test_length_batches_cover_every_row_once_in_batches_of_near_equal_length(len
         assert len(batches) == sum(-(-lengths.count(n) // batch_size) for n in set(lengths))
     else:
         assert len(batches) == -(-len(lengths) // batch_size)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, cls in load_built_in_detectors().items()
+                                        if "n_public" in cls.defaults and cls.score_model is not Detector.score_model))
+def test_given_prompts_never_buy_a_detector_more_work(name, subject):
+    """The pair protocol hands in up to 60 prompts; a detector reads at most its `n_public` of them, as in its
+    audit (probe-defection and noise-injection read all 60 until this held)."""
+    params = {**FAST.get(name, {}), "n_public": 4}
+    prompts = subject.public_prompts(12, seed=91)
+    passes, shared_cache = [], subject.cache
+    try:
+        for given in (prompts[:4], prompts):
+            subject.cache = ActivationCache()  # the second question must not be answered from the first one's cache
+            detector = make_detector(name, **params).fit(subject)
+            with metered(subject) as meter:
+                detector.score_model(subject, given)
+            passes.append(meter.forward_passes)
+    finally:
+        subject.cache = shared_cache
+    assert passes[0] > 0 and passes[1] == passes[0], passes
