@@ -2,10 +2,10 @@
 
 For a pair (a, b): take the greedy continuation c of a, with the distributions that generating it
 computed, then teacher-force c after b and compare the next-token distributions position by
-position (Jensen-Shannon, in bits, so 0..1). The maximum over positions catches a behaviour that branches late (an unsafe SQL query
-differs from the safe one only after a dozen tokens), and the greedy output of b differs from
-c exactly when, at some position, b's most likely token is not c's token. One generation and
-one forward pass per pair, instead of two generations compared as text.
+position (Jensen-Shannon, in bits, so 0..1). The maximum over positions catches a behaviour that
+branches late (an unsafe SQL query differs from the safe one only after a dozen tokens), and the
+greedy output of b differs from c exactly when, at some position, b's most likely token is not c's
+token. One generation and one forward pass per pair, instead of two generations compared as text.
 """
 
 from __future__ import annotations
