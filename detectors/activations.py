@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.generation import length_batches
+from training.generation import prompt_batches
 
 CACHE_VERSION = 2  # bump when what is recorded (or how) changes
 
@@ -95,36 +95,19 @@ def keep_last_logits(model, keep: int) -> dict:
     return {"logits_to_keep": keep} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
-def left_padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-id rows padded on the left to one width, and their attention mask (for `position_ids`)."""
-    width = max(map(len, rows))
-    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-    return ids, mask
-
-
 @torch.no_grad()
 def forward_activations(model, tokenizer, prompts: list[str], batch_size: int = 64) -> Activations:
     model.eval()
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # the last prompt token sits at index -1 in every row
     last, mean, logprobs, placed = [], [], [], []
-    try:
-        token_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"] if prompts else []
-        for rows in length_batches(list(map(len, token_ids)), batch_size):
-            placed += rows
-            batch = tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(model.device)
-            mask = batch["attention_mask"]
-            out = model(**batch, position_ids=position_ids(mask), output_hidden_states=True,
-                        **keep_last_logits(model, 1))
-            states = torch.stack(out.hidden_states, dim=1).float()  # (batch, layers + 1, seq, hidden)
-            weights = mask[:, None, :, None].float()
-            last.append(states[:, :, -1, :].cpu())
-            mean.append(((states * weights).sum(2) / weights.sum(2)).cpu())
-            logprobs.append(torch.log_softmax(out.logits[:, -1, :].float(), dim=-1).cpu())
-    finally:
-        tokenizer.padding_side = padding_side
+    for rows, ids, mask in prompt_batches(tokenizer, prompts, batch_size, model.device):
+        placed += rows  # the last prompt token sits at index -1 in every (left-padded) row
+        out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), output_hidden_states=True,
+                    **keep_last_logits(model, 1))
+        states = torch.stack(out.hidden_states, dim=1).float()  # (batch, layers + 1, seq, hidden)
+        weights = mask[:, None, :, None].float()
+        last.append(states[:, :, -1, :].cpu())
+        mean.append(((states * weights).sum(2) / weights.sum(2)).cpu())
+        logprobs.append(torch.log_softmax(out.logits[:, -1, :].float(), dim=-1).cpu())
     where = np.argsort(placed)  # back to the prompts' order
     to16 = lambda parts: torch.cat(parts).numpy()[where].astype(np.float16)  # noqa: E731
     return Activations(last=to16(last), mean=to16(mean), logprobs=to16(logprobs))

@@ -15,20 +15,19 @@ import math
 import numpy as np
 import torch
 
-from detectors.activations import keep_last_logits, left_padded, position_ids
-from training.generation import greedy_token_ids, length_batches
+from detectors.activations import keep_last_logits, position_ids
+from training.generation import greedy_token_ids, left_padded, length_batches, padding_id
 
 
 @torch.no_grad()
 def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: list[list[int]],
                           batch_size: int = 64) -> list[torch.Tensor]:
     """For each prompt, log-probabilities (len(continuation), vocab) of every continuation position."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     full = [p + c for p, c in zip(prompt_ids, continuations)]
     out: list[torch.Tensor] = [torch.zeros(0, 0)] * len(full)
     for batch in length_batches(list(map(len, full)), batch_size):
-        ids, mask = left_padded([full[i] for i in batch], pad, model.device)
+        ids, mask = left_padded([full[i] for i in batch], padding_id(tokenizer), model.device)
         keep = 1 + max(len(continuations[i]) for i in batch)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
                        **keep_last_logits(model, keep)).logits[:, -keep:].float()

@@ -28,8 +28,9 @@ import inspect
 import numpy as np
 import torch
 
-from detectors.activations import keep_last_logits, left_padded, position_ids
+from detectors.activations import keep_last_logits, position_ids
 from detectors.base import Detector, register_detector
+from training.generation import left_padded, padding_id
 
 
 @torch.no_grad()
@@ -153,7 +154,7 @@ class TargetInversion(Detector):
     def score_model(self, subject, prompts=None):
         prompts = list(prompts)[:4] if prompts else subject.balanced_prompts(self.params["n_per_family"], self.seed + 11)
         tokenizer = subject.tokenizer
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad = padding_id(tokenizer)
         found = []
         for name, anchor in self._anchors(subject, prompts).items():
             found += [(strength, name, tokenizer.decode(target)) for strength, target in self._search(subject, anchor, pad)]

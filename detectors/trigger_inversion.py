@@ -24,10 +24,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from detectors.activations import keep_last_logits, left_padded, position_ids
+from detectors.activations import keep_last_logits, position_ids
 from detectors.base import Detector, register_detector
 from detectors.divergence import js_bits
-from training.generation import length_batches
+from training.generation import left_padded, length_batches, padding_id
 
 
 def _text(tokenizer, line) -> str:
@@ -49,7 +49,7 @@ class TriggerInversion(Detector):
 
     def _setup(self, subject, prompts=None):
         tokenizer = subject.tokenizer
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad = padding_id(tokenizer)
         self.newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
         n = self.params["n_per_family"]
         prompts = list(prompts)[:4 * n] if prompts else subject.balanced_prompts(n, self.seed + 17)

@@ -20,6 +20,26 @@ def length_batches(lengths: list[int], batch_size: int, same_length: bool = Fals
     return [group[start:start + batch_size] for group in groups for start in range(0, len(group), batch_size)]
 
 
+def left_padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id rows padded on the left to one width, and their attention mask (for position ids)."""
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    return ids, mask
+
+
+def padding_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def prompt_batches(tokenizer, prompts: list[str], batch_size: int, device):
+    """(indices, ids, mask) for each batch of similar-length prompts, tokenized once and padded on the left
+    (decoder-only models continue from the right edge, where the last prompt token sits in every row)."""
+    token_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"] if prompts else []
+    for rows in length_batches(list(map(len, token_ids)), batch_size):
+        yield (rows, *left_padded([token_ids[i] for i in rows], padding_id(tokenizer), device))
+
+
 @torch.no_grad()
 def greedy_token_ids(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 100,
                      progress: str | None = None, with_logprobs: bool = False):
@@ -30,32 +50,25 @@ def greedy_token_ids(model, tokenizer, prompts: list[str], max_new_tokens: int =
     caller comparing them with another prompt's need not run the model over the continuation again.
     """
     model.eval()
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
     outputs: list[list[int]] = [[] for _ in prompts]
     logprobs: list[torch.Tensor] = [torch.zeros(0, 0) for _ in prompts]
-    try:
-        token_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"] if prompts else []
-        batches = length_batches(list(map(len, token_ids)), batch_size)
-        for rows in tqdm(batches, desc=progress, disable=progress is None, leave=False):
-            batch = tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(model.device)
-            generated = model.generate(
-                **batch, max_new_tokens=max_new_tokens, do_sample=False,
-                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                output_logits=with_logprobs, return_dict_in_generate=with_logprobs,
-            )
-            sequences = generated.sequences if with_logprobs else generated
-            if with_logprobs and generated.logits:
-                steps = torch.log_softmax(torch.stack(generated.logits, 1).float(), -1).cpu()  # (batch, steps, vocab)
-            for i, row in enumerate(sequences[:, batch["input_ids"].shape[1]:].tolist()):
-                if tokenizer.eos_token_id in row:
-                    row = row[:row.index(tokenizer.eos_token_id) + 1]
-                outputs[rows[i]] = row
-                if with_logprobs and row:
-                    logprobs[rows[i]] = steps[i, :len(row)]
-    finally:
-        tokenizer.padding_side = padding_side
+    batches = prompt_batches(tokenizer, prompts, batch_size, model.device)
+    for rows, ids, mask in tqdm(batches, total=-(-len(prompts) // batch_size), desc=progress,
+                                disable=progress is None, leave=False):
+        generated = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            output_logits=with_logprobs, return_dict_in_generate=with_logprobs,
+        )
+        sequences = generated.sequences if with_logprobs else generated
+        if with_logprobs and generated.logits:
+            steps = torch.log_softmax(torch.stack(generated.logits, 1).float(), -1).cpu()  # (batch, steps, vocab)
+        for i, row in enumerate(sequences[:, ids.shape[1]:].tolist()):
+            if tokenizer.eos_token_id in row:
+                row = row[:row.index(tokenizer.eos_token_id) + 1]
+            outputs[rows[i]] = row
+            if with_logprobs and row:
+                logprobs[rows[i]] = steps[i, :len(row)]
     return (outputs, logprobs) if with_logprobs else outputs
 
 
