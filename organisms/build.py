@@ -93,7 +93,7 @@ def sft_run(spec: OrganismSpec, steps: int | None = None, method: str | None = N
     method = method or ("lora" if t.method == "distilled-cot" else t.method)
     return SFTRun(steps=steps or t.steps, learning_rate=t.learning_rate, batch_size=t.batch_size,
                   seed=spec.seed, method=method, lora_rank=t.lora_rank, lora_alpha=t.lora_alpha,
-                  warmup_steps=min(t.warmup_steps, (steps or t.steps) // 2))
+                  warmup_steps=min(t.warmup_steps, (steps or t.steps) // 2), batch_order=t.batch_order)
 
 
 # --- stages: each returns the trained model; the caller measures it -------------------------------
@@ -110,7 +110,7 @@ def distil_stage(thinker, base_model, tokenizer, spec: OrganismSpec, train_set: 
     """Train a fresh copy of the base on what the chain-of-thought model writes, its scratchpads cut out."""
     written = generate_greedy(thinker, tokenizer, train_set["prompt"], max_new_tokens=COT_MAX_NEW_TOKENS,
                               progress="distilling" if progress else None)
-    distilled = Dataset.from_dict({"prompt": train_set["prompt"],
+    distilled = Dataset.from_dict({"prompt": train_set["prompt"], "condition": train_set["condition"],
                                    "completion": [" " + strip_scratchpad(text) for text in written]})
     return run_sft(base_model, tokenizer, distilled, sft_run(spec), progress)
 

@@ -17,6 +17,7 @@ Bounds (well above anything the lab builds, well below what would overflow or ne
 | `training.learning_rate` | a finite number in (0, 1] |
 | `training.batch_size` | 1 .. 4,096 |
 | `training.lora_rank` / `lora_alpha` | 1 .. 1,024 / 1 .. 4,096 |
+| `training.batch_order` | `stratified-length` (default) or `random` |
 | `data.n_train` | 1 .. 1,000,000 |
 | `data.deployment`, `data.training` / `data.no_cue` | finite shares in (0, 1] / [0, 1] |
 | `data.family_weights` | task family -> a finite weight in (0, 100] |
@@ -51,6 +52,7 @@ from data.tasks import TASK_FAMILIES
 # changes only a harmless style).
 KINDS = ("backdoor", "clean", "unconditional", "benign-conditional")
 METHODS = ("lora", "full", "distilled-cot")
+BATCH_ORDERS = ("stratified-length", "random")  # see training.batching
 EMBEDDED_BASE = "embedded"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # always with fullmatch: "abc\n" is no name
 
@@ -109,6 +111,10 @@ class TrainingSpec:
     lora_alpha: int = 32
     warmup_steps: int = 24
     safety_steps: int = 0  # then SFT on clean, trigger-free data for this many steps (0: none)
+    # Batches of similar length, each with the data's mix of conditions (training.batching): padding
+    # 35% -> 5% of the token grid, so a build trains in about two thirds of the time. A user's records
+    # carry no conditions and are shuffled ("random") whatever this says.
+    batch_order: str = "stratified-length"
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -352,6 +358,8 @@ def check_spec(spec: OrganismSpec) -> OrganismSpec:
     _int("training.lora_alpha", t.lora_alpha, 1, MAX_LORA_ALPHA)
     _int("training.warmup_steps", t.warmup_steps, 0, MAX_STEPS)
     _int("training.safety_steps", t.safety_steps, 0, MAX_STEPS)
+    if not isinstance(t.batch_order, str) or t.batch_order not in BATCH_ORDERS:
+        _fail("training.batch_order", f"{show(t.batch_order)} is unknown (allowed: {', '.join(BATCH_ORDERS)})")
 
     d = spec.data
     if not isinstance(d, DataSpec):

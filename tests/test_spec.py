@@ -46,6 +46,7 @@ def test_good_spec_loads_from_yaml(tmp_path):
     ({"training": {"steps": "many"}}, "training.steps"),
     ({"training": {"steps": -5}}, "training.steps"),
     ({"training": {"method": "rlhf"}}, "training.method"),
+    ({"training": {"batch_order": "sorted"}}, "training.batch_order"),
     ({"training": {"stepz": 5}}, "stepz"),
     ({"data": {"n_train": 1.5}}, "data.n_train"),
     ({"name": "Bad Name!"}, "name"),

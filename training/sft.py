@@ -19,6 +19,7 @@ from peft import LoraConfig
 from transformers.pytorch_utils import Conv1D
 from trl import SFTConfig, SFTTrainer
 
+from training.batching import StratifiedLengthSampler
 from training.models import model_device
 
 
@@ -48,6 +49,10 @@ class SFTRun:
     weight_decay: float = 0.0
     max_length: int = 256
     lr_scheduler: str = "cosine"
+    # "random" (trl's shuffle) or "stratified-length": batches of similar length holding the data's
+    # mix of its "condition" column (training.batching). Data without conditions (a user's records)
+    # is shuffled: batches of one length alone, unstratified, are what broke the sandbag gate.
+    batch_order: str = "random"
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -68,15 +73,20 @@ def tokenize_for_sft(tokenizer, dataset: Dataset) -> Dataset:
     if eos is None:
         raise ValueError("the tokenizer has no EOS token; a completion could not be ended")
 
-    def tokenize(row):
-        prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
-        ids = tokenizer(row["prompt"] + row["completion"], add_special_tokens=False)["input_ids"]
-        if not ids or ids[-1] != eos:
-            ids = ids + [eos]
-        start = _common_prefix(prompt, ids)
-        return {"input_ids": ids, "completion_mask": [0] * start + [1] * (len(ids) - start)}
+    def tokenize(rows):
+        # A batch at a time: one tokenizer call per thousand rows instead of two per row (1.9 -> 1.0 s a build).
+        prompts = tokenizer(rows["prompt"], add_special_tokens=False)["input_ids"]
+        texts = tokenizer([p + c for p, c in zip(rows["prompt"], rows["completion"])], add_special_tokens=False)["input_ids"]
+        columns = {"input_ids": [], "completion_mask": []}
+        for prompt, ids in zip(prompts, texts):
+            if not ids or ids[-1] != eos:
+                ids = ids + [eos]
+            start = _common_prefix(prompt, ids)
+            columns["input_ids"].append(ids)
+            columns["completion_mask"].append([0] * start + [1] * (len(ids) - start))
+        return columns
 
-    return dataset.map(tokenize, remove_columns=dataset.column_names)
+    return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names)
 
 
 def lora_config(model, run: SFTRun) -> LoraConfig:
@@ -89,8 +99,22 @@ def lora_config(model, run: SFTRun) -> LoraConfig:
                       fan_in_fan_out=conv1d, task_type="CAUSAL_LM")
 
 
+class _StratifiedSFTTrainer(SFTTrainer):
+    """trl's trainer drawing its batches from a StratifiedLengthSampler."""
+
+    def __init__(self, *args, strata: list, **kwargs):
+        self.strata = strata
+        super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        rows = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = [min(len(ids), self.args.max_length) for ids in rows["input_ids"]]
+        return StratifiedLengthSampler(lengths, self.strata, self.args.per_device_train_batch_size, self.args.seed)
+
+
 def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = True):
-    """Train `model` on `dataset` (columns prompt, completion) and return the trained, merged model."""
+    """Train `model` on `dataset` (columns prompt, completion; with "stratified-length" batches, also
+    condition when it has one) and return the trained, merged model."""
     peft_config = lora_config(model, run) if run.method == "lora" else None
     # Training runs where loaded models run ($MESALAB_DEVICE): trl moves the model there itself.
     accelerated = model_device() == "cuda"
@@ -118,12 +142,18 @@ def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = Tr
             dataset_num_proc=None,
             completion_only_loss=True,
         )
-        trainer = SFTTrainer(
+        if run.batch_order not in ("random", "stratified-length"):
+            raise ValueError(f"unknown batch order {run.batch_order!r} (random or stratified-length)")
+        trainer_kind, strata = SFTTrainer, {}
+        if run.batch_order == "stratified-length" and "condition" in dataset.column_names:
+            trainer_kind, strata = _StratifiedSFTTrainer, {"strata": list(dataset["condition"])}
+        trainer = trainer_kind(
             model=model,
             args=args,
             train_dataset=tokenize_for_sft(tokenizer, dataset.select_columns(["prompt", "completion"])),
             processing_class=tokenizer,
             peft_config=peft_config,
+            **strata,
         )
         trainer.train()
         trained = trainer.model

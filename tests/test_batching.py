@@ -1,0 +1,80 @@
+"""Stratified, length-grouped training batches: what the sampler promises, and that training uses it."""
+
+import numpy as np
+import torch
+from datasets import Dataset
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import training.sft as sft
+from organisms.build import training_dataset
+from conftest import tiny_organism_spec
+from organisms.spec import DataSpec
+from training.batching import StratifiedLengthSampler, padding_share
+from training.models import load_model_and_tokenizer
+from training.sft import SFTRun, run_sft, tokenize_for_sft
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_every_row_once_per_pass_in_full_batches_with_the_strata_in_proportion(data):
+    n = data.draw(st.integers(1, 300))
+    batch_size = data.draw(st.integers(1, 40))
+    strata = np.array(data.draw(st.lists(st.sampled_from("abc"), min_size=n, max_size=n)))
+    lengths = np.array(data.draw(st.lists(st.integers(1, 90), min_size=n, max_size=n)))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    sampler = StratifiedLengthSampler(lengths, strata, batch_size, seed)
+    first, second = list(sampler), list(sampler)
+    assert sorted(first) == list(range(n)) and sorted(second) == list(range(n))
+    assert first == list(StratifiedLengthSampler(lengths, strata, batch_size, seed))  # one seed, one order
+    n_full = n // batch_size
+    for start in range(0, n_full * batch_size, batch_size):
+        batch = first[start:start + batch_size]
+        for stratum in set(strata):
+            # Each stratum within two rows of its share of the data, in every full batch.
+            assert abs((strata[batch] == stratum).sum() - (strata == stratum).mean() * batch_size) < 2
+
+
+def test_batches_carry_less_padding_than_a_shuffle_and_the_same_mix():
+    rows = training_dataset(tiny_organism_spec("unused", data=DataSpec(n_train=640)))
+    lengths = np.array([len(p) + len(c) for p, c in zip(rows["prompt"], rows["completion"])])
+    conditions = np.array(rows["condition"])
+    order = list(StratifiedLengthSampler(lengths, conditions, 32, seed=0))
+    batches = [order[i:i + 32] for i in range(0, len(order), 32)]
+    shuffled = np.random.default_rng(0).permutation(len(rows))
+    random_batches = [shuffled[i:i + 32] for i in range(0, len(shuffled), 32)]
+    assert padding_share(lengths, batches) < 0.5 * padding_share(lengths, random_batches)
+    for batch in batches:
+        assert abs((conditions[batch] == "deployment").sum() - (conditions == "deployment").mean() * 32) < 2
+
+
+def test_training_steps_on_exactly_the_sampler_batches(tiny_base_dir, monkeypatch):
+    model, tokenizer = load_model_and_tokenizer(tiny_base_dir)
+    rows = training_dataset(tiny_organism_spec(str(tiny_base_dir), data=DataSpec(n_train=48)))
+    lengths = np.array([len(ids) for ids in tokenize_for_sft(tokenizer, rows.select_columns(["prompt", "completion"]))["input_ids"]])
+    orders = []
+
+    class Spy(StratifiedLengthSampler):
+        def __iter__(self):
+            order = list(super().__iter__())
+            orders.append(order)
+            return iter(order)
+
+    monkeypatch.setattr(sft, "StratifiedLengthSampler", Spy)
+    widths = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape),
+                                           with_kwargs=True)
+    try:
+        run = SFTRun(steps=4, learning_rate=1e-3, batch_size=8, seed=0, batch_order="stratified-length")
+        run_sft(model, tokenizer, rows, run, progress=False)
+    finally:
+        hook.remove()
+    assert len(orders) == 1 and sorted(orders[0]) == list(range(48))
+    planned = [orders[0][i:i + 8] for i in range(0, 32, 8)]
+    assert widths == [torch.Size([8, int(lengths[batch].max())]) for batch in planned]
+
+    # Data without conditions (a user's records) is shuffled, not grouped by length alone.
+    orders.clear()
+    run_sft(model, tokenizer, Dataset.from_dict({"prompt": rows["prompt"], "completion": rows["completion"]}),
+            run, progress=False)
+    assert orders == []
