@@ -80,8 +80,11 @@ def tpr_rows(positive: np.ndarray, negative: np.ndarray, fpr: float) -> np.ndarr
 def _stratified(positive, negative, statistic_rows: Callable, seed: int, n_bootstrap: int) -> tuple[float, float]:
     # The draws are made one replicate at a time, as they always were (the figures of earlier runs
     # still verify); the statistic is then taken over all replicates at once.
+    # a[rng.integers(0, n, n)] is the draw rng.choice(a, n) makes, from the same stream, at half its cost.
     rng = np.random.default_rng(seed)
-    draws = [(rng.choice(positive, len(positive)), rng.choice(negative, len(negative))) for _ in range(n_bootstrap)]
+    n_pos, n_neg = len(positive), len(negative)
+    draws = [(positive[rng.integers(0, n_pos, n_pos)], negative[rng.integers(0, n_neg, n_neg)])
+             for _ in range(n_bootstrap)]
     replicates = statistic_rows(np.array([d[0] for d in draws]), np.array([d[1] for d in draws]))
     return _interval(list(replicates))
 
@@ -164,6 +167,34 @@ def _cluster_interval(groups: Sequence[Group], statistic: Callable, seed: int, n
     return _interval(replicates) if replicates else (float("nan"), float("nan"))
 
 
+def _cluster_auroc_interval(groups: Sequence[Group], seed: int, n_bootstrap: int) -> tuple[float, float]:
+    """`_cluster_interval` of `fast_auroc`, the same replicates exactly, without pooling each one.
+
+    A replicate's AUROC counts (positive, negative) pairs, and a pair's outcome depends only on the
+    two models it comes from: with `wins[g, h]` the pairs a positive of model g wins against a
+    negative of model h (ties half) and m the times each model was drawn, a replicate is
+    m·wins·m / ((m·positives)(m·negatives)). The counts are exact in floating point (integers and
+    halves), so every replicate equals the ranked one bit for bit; 1,000 replicates of 26 models
+    cost milliseconds instead of a second.
+    """
+    parts = [(np.asarray(s, float)[np.asarray(l, int) == 1], np.sort(np.asarray(s, float)[np.asarray(l, int) == 0]))
+             for l, s in groups]
+    if not all(np.isfinite(p).all() and np.isfinite(n).all() for p, n in parts):
+        return _cluster_interval(groups, fast_auroc, seed, n_bootstrap)
+    wins = np.array([[(np.searchsorted(neg, pos, "left") + np.searchsorted(neg, pos, "right")).sum() / 2
+                      for _, neg in parts] for pos, _ in parts])
+    n_pos = np.array([len(p) for p, _ in parts], float)
+    n_neg = np.array([len(n) for _, n in parts], float)
+    rng = np.random.default_rng(seed)
+    replicates = []
+    for _ in range(n_bootstrap):
+        drawn = np.bincount(rng.integers(0, len(groups), len(groups)), minlength=len(groups)).astype(float)
+        pos, neg = drawn @ n_pos, drawn @ n_neg
+        if pos and neg:
+            replicates.append(float(drawn @ wins @ drawn / (pos * neg)))
+    return _interval(replicates) if replicates else (float("nan"), float("nan"))
+
+
 def pooled_auroc(groups: Sequence[Group], seed: int = 0, n_bootstrap: int = N_BOOTSTRAP) -> Estimate | None:
     """AUROC over every item of every model pooled (a monitor calibrated across models), model-level interval."""
     if not groups:
@@ -172,7 +203,7 @@ def pooled_auroc(groups: Sequence[Group], seed: int = 0, n_bootstrap: int = N_BO
     if labels.min() == labels.max():
         return None
     value = fast_auroc(scores[labels == 1], scores[labels == 0])
-    low, high = _cluster_interval(groups, fast_auroc, seed, n_bootstrap)
+    low, high = _cluster_auroc_interval(groups, seed, n_bootstrap)
     return Estimate(value, low, high, len(labels), len(groups))
 
 

@@ -177,6 +177,23 @@ def test_batched_metrics_are_exactly_the_one_at_a_time_ones(scores, seed, fpr):
     assert permutation_p_value(labels, scores, seed, 200) == (hits + 1) / 201
 
 
+@settings(max_examples=60, deadline=None)
+@given(models=st.lists(st.lists(st.tuples(st.booleans(), st.sampled_from([0.0, 0.5, 1.0]) | st.floats(-3, 3)),
+                                min_size=1, max_size=12), min_size=1, max_size=8),
+       seed=st.integers(0, 2**16))
+def test_pooled_interval_by_pair_counts_is_exactly_the_pooled_one(models, seed):
+    """The input-level interval counts pairs between models instead of ranking each pooled replicate;
+    every replicate, so the interval, must be bit for bit the ranked one (earlier runs still verify)."""
+    from detectors.metrics import _cluster_auroc_interval, _cluster_interval, fast_auroc
+    groups = [(np.array([int(l) for l, _ in rows]), np.array([s for _, s in rows])) for rows in models]
+    ranked = _cluster_interval(groups, fast_auroc, seed, 100)
+    counted = _cluster_auroc_interval(groups, seed, 100)
+    assert counted == ranked or (np.isnan(ranked).all() and np.isnan(counted).all())
+    a = np.random.default_rng(seed).random(7)
+    first, second = np.random.default_rng(seed), np.random.default_rng(seed)  # the cheaper draw is the same draw
+    assert all(np.array_equal(first.choice(a, 7), a[second.integers(0, 7, 7)]) for _ in range(3))
+
+
 def test_wilson_interval_matches_scipy_and_never_collapses():
     from scipy.stats import binomtest
 
