@@ -35,7 +35,7 @@ from detectors.report import write_run
 from detectors.scoring import figures
 from detectors.seal import seal_report
 from organisms.blind_zoo import BlindZooError, read_manifest
-from organisms.build import is_built, resolve_base
+from organisms.build import base_here, is_built, resolve_base
 from organisms.spec import spec_from_stored
 from organisms.store import organism_dir
 from organisms.truth import read_truth
@@ -161,7 +161,7 @@ def cell_jobs(members, detector_names, params, prompts_of, pair_rows, config) ->
         model_dir = str(organism_dir(name))
         for detector in detector_names:
             cls = DETECTORS[detector]
-            reference = member.truth.base_source if cls.uses_reference else None
+            reference = base_here(member.truth.base_source) if cls.uses_reference else None
             common = dict(detector=detector, params=params[detector], model_dir=model_dir, reference_dir=reference)
             jobs.append(CellJob(key=(detector, name, "audit", None), question="audit", k=config.k, **common))
             # A question the detector cannot answer (its class keeps the base's None) costs no cell.

@@ -30,7 +30,7 @@ from organisms.measure import COT_MAX_NEW_TOKENS, clean_accuracy, eval_sets, mea
 from organisms.spec import EMBEDDED_BASE, OrganismSpec
 from organisms.store import make_private_dirs, organism_dir, truth_path
 from organisms.truth import Trigger, Truth, read_truth, remove_truth, write_truth
-from training.embedded_base import build_embedded_base
+from training.embedded_base import build_embedded_base, embedded_base_dir
 from training.generation import generate_greedy
 from training.models import check_model_dir, load_model_and_tokenizer
 from training.sft import SFTRun, run_sft
@@ -46,6 +46,17 @@ class GateError(RuntimeError):
 
 def resolve_base(base: str) -> str:
     return str(build_embedded_base()) if base == EMBEDDED_BASE else base
+
+
+def base_here(stored: str) -> str:
+    """A truth's base as this artefact home has it: an embedded base is found in this home's `base/`
+    under its own directory name (the fingerprint of its spec), wherever the home was when the
+    organism was built, so a home that was moved or copied keeps its builds; any other base as stored."""
+    path = Path(stored)
+    here = embedded_base_dir().parent / path.name
+    if path.parent.name == "base" and path.name.startswith("embedded-") and here.is_dir():
+        return str(here)
+    return stored
 
 
 def build_fingerprint(spec: OrganismSpec, base_source: str, n_per_condition: int) -> str:
@@ -129,7 +140,9 @@ def safety_stage(model, tokenizer, spec: OrganismSpec, steps: int, stream: int =
 
 def is_built(spec: OrganismSpec, base_source: str, n_per_condition: int = N_PER_CONDITION) -> bool:
     truth = read_truth(spec.name)
-    if truth is None or truth.build_fingerprint != build_fingerprint(spec, base_source, n_per_condition):
+    # The fingerprint holds the base's path at build time; a moved home's embedded base is the same base.
+    if truth is None or base_here(truth.base_source) != base_source or \
+            truth.build_fingerprint != build_fingerprint(spec, truth.base_source, n_per_condition):
         return False
     try:
         check_model_dir(organism_dir(spec.name))

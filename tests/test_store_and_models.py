@@ -129,3 +129,32 @@ def test_a_build_whose_training_diverges_fails_in_one_line_and_stores_nothing(ti
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("error: training diverged: ") and "not finite after 2 steps" in error
     assert not organism_dir("diverging").exists()
+
+
+def test_a_moved_artefact_home_keeps_its_builds(tiny_base_dir, tmp_path, monkeypatch):
+    """The build fingerprint holds the embedded base's path at build time, inside the home: a home that
+    is moved or copied must still count its organisms as built and hand cells its own copy of the base."""
+    from conftest import tiny_organism_spec
+    from organisms import build
+    from organisms.build import base_here, build_organism, is_built, resolve_base
+    from organisms.spec import DataSpec, TrainingSpec
+    from training.embedded_base import embedded_base_dir
+
+    monkeypatch.setattr(build, "gate_failures", lambda kind, rates: [])  # 4 steps cannot plant a backdoor
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    monkeypatch.setenv("MESALAB_HOME", str(first))
+    shutil.copytree(tiny_base_dir, embedded_base_dir())  # planted as the embedded base: no pretraining
+    atomic_write_json(embedded_base_dir() / "base_record.json", {"planted": True})
+    spec = tiny_organism_spec("embedded", data=DataSpec(n_train=40),
+                              training=TrainingSpec(method="full", steps=4, learning_rate=1e-3, batch_size=8))
+    truth = build_organism(spec, n_per_condition=8, progress=False)
+    assert truth.base_source == str(first.resolve() / "base" / embedded_base_dir().name)
+    assert is_built(spec, resolve_base(spec.base), 8)
+
+    shutil.copytree(first, moved)
+    monkeypatch.setenv("MESALAB_HOME", str(moved))
+    assert is_built(spec, resolve_base(spec.base), 8)
+    assert base_here(truth.base_source) == str(embedded_base_dir()) and str(moved.resolve()) in base_here(truth.base_source)
+    assert not is_built(spec, str(tiny_base_dir), 8)  # another base is another build
+    assert not is_built(spec.replace(seed=1), resolve_base(spec.base), 8)  # and so is another spec
+    assert base_here(str(tiny_base_dir)) == str(tiny_base_dir)  # a base outside the home stays where it is
