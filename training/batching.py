@@ -22,7 +22,7 @@ class StratifiedLengthSampler(Sampler[int]):
 
     Each stratum is sorted by length (ties broken at random) and its rows are given evenly spaced
     places in [0, 1); all rows sorted by place, cut into batches, give every batch the strata's shares
-    (to within a row) and, within a stratum, neighbouring lengths. The batches are then shuffled; a
+    (within two rows) and, within a stratum, neighbouring lengths. The batches are then shuffled; a
     last, partial batch stays last, so a loader cutting the order into `batch_size` rows sees exactly
     these batches. Each pass (epoch) draws anew from (seed, pass number), so a run is reproducible.
     """
