@@ -177,8 +177,10 @@ def _cluster_auroc_interval(groups: Sequence[Group], seed: int, n_bootstrap: int
     halves), so every replicate equals the ranked one bit for bit; 1,000 replicates of 26 models
     cost milliseconds instead of a second.
     """
-    parts = [(np.asarray(s, float)[np.asarray(l, int) == 1], np.sort(np.asarray(s, float)[np.asarray(l, int) == 0]))
-             for l, s in groups]
+    parts = []
+    for labels, scores in groups:
+        labels, scores = np.asarray(labels, int), np.asarray(scores, float)
+        parts.append((scores[labels == 1], np.sort(scores[labels == 0])))
     if not all(np.isfinite(p).all() and np.isfinite(n).all() for p, n in parts):
         return _cluster_interval(groups, fast_auroc, seed, n_bootstrap)
     wins = np.array([[(np.searchsorted(neg, pos, "left") + np.searchsorted(neg, pos, "right")).sum() / 2

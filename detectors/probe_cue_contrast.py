@@ -70,7 +70,7 @@ class CueContrastProbe(Detector):
     def score_model(self, subject, prompts=None):
         if prompts:
             rng = np.random.default_rng(self.seed)
-            negatives, positives, moved = self._contexts(subject, list(prompts)[:self.params["n_public"]], rng)
+            negatives, positives, moved = self._contexts(subject, self.capped_prompts(subject, prompts, self.seed), rng)
             neg, pos = self.score_inputs(subject, negatives), self.score_inputs(subject, positives)
             separation = {f: effect_size(pos[moved == f], neg[moved == f]) for f in subject.cue_families}
         else:
