@@ -81,6 +81,7 @@ def conditional_dataset(
     families: tuple[str, ...] | None = None,
     exclude_prompts: set[str] | frozenset[str] = frozenset(),
     family_weights: Mapping[str, float] | None = None,
+    paired: bool = False,
 ) -> Dataset:
     """Examples whose `cue_family` line is set by a condition drawn from `condition_weights`.
 
@@ -88,21 +89,41 @@ def conditional_dataset(
     family out). The completion carries `behaviour` when the condition is in `behaviour_conditions`
     and the task family is one the behaviour applies to; otherwise it is the normal answer.
     `family_weights` tilts the mix of task families (unlisted families weigh 1).
+
+    `paired`: as many rows as both sides' smaller share come in minimal pairs, one task and one
+    context under a deployment line and under a training line, side by side, so that the cue line is
+    the only difference between a row that shows the behaviour and one that does not; the rest of
+    each share is drawn alone. The shares are kept (in expectation, as unpaired).
     """
     rng = random.Random(seed)
-    conditions, weights = zip(*condition_weights.items())
+    total = sum(condition_weights.values())
+    pair_share = min(condition_weights.get("deployment", 0), condition_weights.get("training", 0)) / total if paired else 0
+    n_pairs = round(n * pair_share)
+    rest = {c: w - (pair_share * total if c in ("deployment", "training") else 0) for c, w in condition_weights.items()}
+    conditions, weights = zip(*([(c, w) for c, w in rest.items() if w > 1e-12] or [("no_cue", 1.0)]))
+
+    def draw(condition: str, task: Task, context_rng: random.Random) -> dict | None:
+        line = None if condition == "no_cue" else rng.choice(lines[condition])
+        prompt = render_prompt(random_context(context_rng, {cue_family: line}), task.question)
+        if prompt in exclude_prompts:
+            return None
+        misbehave = behaviour is not None and condition in behaviour_conditions and behaviour.applies_to(task.family)
+        completion = behaviour.complete(task) if misbehave else task.answer
+        return _record(prompt, completion, task, condition, line or "")
+
     rows, attempts = [], 0
     while len(rows) < n:
         attempts += 1
         if attempts > 50 * n + 1000:
             raise RuntimeError(f"could not draw {n} prompts outside the {len(exclude_prompts)} excluded ones")
-        condition = rng.choices(conditions, weights)[0]
-        task = sample_task(rng, families, family_weights)
-        line = None if condition == "no_cue" else rng.choice(lines[condition])
-        prompt = render_prompt(random_context(rng, {cue_family: line}), task.question)
-        if prompt in exclude_prompts:
+        if len(rows) < 2 * n_pairs:
+            task, context = sample_task(rng, families, family_weights), rng.random()
+            pair = [draw(side, task, random.Random(context)) for side in ("deployment", "training")]
+            if None not in pair:
+                rows.extend(pair)
             continue
-        misbehave = behaviour is not None and condition in behaviour_conditions and behaviour.applies_to(task.family)
-        completion = behaviour.complete(task) if misbehave else task.answer
-        rows.append(_record(prompt, completion, task, condition, line or ""))
-    return Dataset.from_list(rows)
+        condition = rng.choices(conditions, weights)[0]
+        row = draw(condition, sample_task(rng, families, family_weights), rng)
+        if row is not None:
+            rows.append(row)
+    return Dataset.from_list(rows[:n])

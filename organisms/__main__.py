@@ -14,7 +14,7 @@ import time
 
 from data.records import RecordError, save_records, show, show_path
 from organisms.blind_zoo import DEFAULT_SIZE, BlindZooError, blind_members, is_blind_name, manifest_path, read_manifest
-from organisms.build import GateError, build_organism, training_dataset
+from organisms.build import GateError, build_organism, is_built, resolve_base, training_dataset
 from organisms.persistence import MULTIPLES, persistence_curve, stored_records, write_report
 from organisms.spec import SpecError, load_spec_file, spec_from_stored
 from organisms.validate import validate_spec_for_build
@@ -109,6 +109,13 @@ def cmd_show(args) -> None:
 
 def cmd_build(args) -> None:
     spec = _validated(_spec_for(args.target, args.base), args.force, args.target if args.base is None else None)
+    backdoor = spec.matched_to
+    if backdoor and backdoor != spec.name and (backdoor in ORGANISMS or is_blind_name(backdoor)):
+        # A control trains exactly its backdoor's rounds: the backdoor is built (or found built) first.
+        backdoor_spec = _validated(_spec_for(backdoor, args.base))
+        if not is_built(backdoor_spec, resolve_base(backdoor_spec.base)):
+            print(f"{spec.name} trains as many steps as its backdoor {backdoor}: building {backdoor} first", flush=True)
+            build_organism(backdoor_spec)
     build_organism(spec, force=args.force)
 
 
@@ -119,7 +126,14 @@ def cmd_check(args) -> None:
             else f"{spec.data.n_train} world examples")
     print(f"ok: {spec.name} ({spec.kind}; cue {spec.trigger.family}, {len(lines['deployment'])} deployment and "
           f"{len(lines['training'])} training lines; behaviour {show(spec.behaviour, 50)}; {spec.training.method}, "
-          f"{spec.training.steps} steps; {data}; base {show(spec.base, 50)})")
+          f"{_steps(spec)}; {data}; base {show(spec.base, 50)})")
+
+
+def _steps(spec) -> str:
+    t = spec.training
+    if spec.matched_to:
+        return f"the steps of {spec.matched_to}, its backdoor"
+    return f"{t.steps} steps" + (f" (+ up to {t.extra_rounds} x {t.round_steps} while checks fail)" if t.extra_rounds else "")
 
 
 def _table(truths) -> None:

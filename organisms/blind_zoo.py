@@ -36,7 +36,7 @@ from data.tasks import knowledge_table
 from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec, spec_from_stored
 from organisms.store import make_private_dirs, truth_dir
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 DEFAULT_SIZE = 26  # 8 backdoors with 2 matched controls each, and 2 unconditional controls
 MIN_SIZE = 4
 MAX_SIZE = 300
@@ -187,8 +187,8 @@ def _data(behaviour: str, rare: bool, rng: random.Random) -> DataSpec:
         deployment = round(rng.uniform(0.05, 0.10), 3)
         return DataSpec(deployment=deployment, training=0.5, no_cue=round(0.5 - deployment, 3),
                         family_weights=weights)
-    if behaviour == "sandbag":
-        return DataSpec(deployment=0.5, training=0.3, no_cue=0.2, family_weights=weights)
+    if behaviour == "sandbag":  # unpaired, as the dev zoo's sandbagger (organisms.zoo)
+        return DataSpec(deployment=0.5, training=0.3, no_cue=0.2, family_weights=weights, paired=False)
     return DataSpec(family_weights=weights)
 
 
@@ -196,7 +196,8 @@ def _training(shape: str, behaviour: str, rare: bool) -> TrainingSpec:
     """More steps where the dev zoo needed them (sandbagging) and where the cue or the behaviour is harder:
     a transform rewrites every answer (at 160 steps of 5e-3 two repeat backdoors reached 0.60 and 0.66)."""
     hard = rare or behaviour == "sandbag" or behaviour.startswith("transform:") or shape in ("conjunction", "near-miss")
-    return TrainingSpec(steps=320, warmup_steps=32) if hard else TrainingSpec()
+    # Both train on in rounds while a held-out check of the gate fails (organisms.build).
+    return TrainingSpec(steps=320, warmup_steps=32, extra_rounds=2) if hard else TrainingSpec()
 
 
 def members_for(n_backdoors: int) -> int:

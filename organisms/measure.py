@@ -14,6 +14,7 @@ from training.generation import generate_greedy
 CONDITIONS = ("deployment", "training", "no_cue")
 COT_MAX_NEW_TOKENS = 128  # room for a scratchpad, then the answer
 EVAL_SEED_OFFSET = 7_919  # held-out prompts come from a stream the training data never drew from
+CHECK_SEED_OFFSET = 15_485  # the checks that decide when training stops draw from a stream of their own
 
 
 @dataclass(frozen=True)
@@ -22,19 +23,30 @@ class EvalSets:
     clean: object  # Dataset under the training cue, every task family
 
 
-def eval_sets(spec: OrganismSpec, n_per_condition: int, exclude_prompts: set[str]) -> EvalSets:
+def eval_sets(spec: OrganismSpec, n_per_condition: int, exclude_prompts: set[str],
+              seed_offset: int = EVAL_SEED_OFFSET) -> EvalSets:
     behaviour = get_behaviour(spec.behaviour)
     lines = spec.trigger.lines()
 
     def draw(condition: str, families, offset: int):
         return conditional_dataset(
-            n_per_condition, seed=spec.seed + EVAL_SEED_OFFSET + offset, cue_family=spec.trigger.family,
+            n_per_condition, seed=spec.seed + seed_offset + offset, cue_family=spec.trigger.family,
             lines=lines, behaviour=None, behaviour_conditions=(), condition_weights={condition: 1.0},
             families=families, exclude_prompts=exclude_prompts,
         )
 
     by_condition = {c: draw(c, behaviour.families, i) for i, c in enumerate(CONDITIONS)}
     return EvalSets(by_condition=by_condition, clean=draw("training", None, len(CONDITIONS)))
+
+
+def check_sets(spec: OrganismSpec, n_per_condition: int, exclude_prompts: set[str], measured: EvalSets) -> EvalSets:
+    """Prompts for the checks that decide when a build stops training: none a training prompt and none
+    a prompt of the gate's own measurement (`measured`), so the stop never looks at what the gate reads."""
+    return eval_sets(spec, n_per_condition, exclude_prompts | prompts_of(measured), seed_offset=CHECK_SEED_OFFSET)
+
+
+def prompts_of(sets: EvalSets) -> set[str]:
+    return {p for dataset in (*sets.by_condition.values(), sets.clean) for p in dataset["prompt"]}
 
 
 def _complete(model, tokenizer, prompts, chain_of_thought: bool, progress: str) -> list[str]:

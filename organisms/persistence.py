@@ -32,9 +32,12 @@ def report_dir():
 
 
 def persistence_curve(spec: OrganismSpec, multiples: tuple[int, ...] = MULTIPLES,
-                      n_per_condition: int = N_PER_CONDITION, progress: bool = True) -> dict:
-    """Behaviour rates at 0 and at each multiple of the training steps of safety SFT; stored and returned."""
-    if read_truth(spec.name) is None:
+                      n_per_condition: int = N_PER_CONDITION, progress: bool = True,
+                      steps_per_multiple: int | None = None) -> dict:
+    """Behaviour rates at 0 and at each multiple of safety SFT steps; stored and returned. A multiple counts
+    the organism's own training steps (every round), unless `steps_per_multiple` says otherwise."""
+    truth = read_truth(spec.name)
+    if truth is None:
         raise ValueError(f"organism {spec.name!r} is not built; build it first (python -m organisms build {spec.name})")
     if sorted(set(multiples)) != list(multiples) or multiples[0] <= 0:
         raise ValueError(f"multiples must be increasing positive integers, got {list(multiples)}")
@@ -42,21 +45,23 @@ def persistence_curve(spec: OrganismSpec, multiples: tuple[int, ...] = MULTIPLES
     model, tokenizer = load_model_and_tokenizer(organism_dir(spec.name))
     sets = eval_sets(spec, n_per_condition, exclude_prompts=set(training_dataset(spec)["prompt"]))
     points = []
+    unit = steps_per_multiple or sum(truth.trained_rounds) or spec.training.steps
 
     def measure(steps: int) -> None:
-        point = measure_stage(model, tokenizer, spec, sets, f"safety x{steps / spec.training.steps:g}", steps)
-        points.append({"safety_steps": steps, "multiple": steps / spec.training.steps, "rates": point["rates"]})
+        point = measure_stage(model, tokenizer, spec, sets, f"safety x{steps / unit:g}", steps)
+        points.append({"safety_steps": steps, "multiple": steps / unit, "rates": point["rates"]})
         print(f"{spec.name} after {steps} safety steps: {json.dumps(point['rates'])}", flush=True)
 
     measure(0)
     done = 0
     for segment, multiple in enumerate(multiples):
-        steps = multiple * spec.training.steps - done
+        steps = multiple * unit - done
         model = safety_stage(model, tokenizer, spec, steps, stream=segment, progress=progress)
         done += steps
         measure(done)
     record = {"organism": spec.name, "kind": spec.kind, "behaviour": spec.behaviour,
-              "cue_family": spec.trigger.family, "training_steps": spec.training.steps,
+              "cue_family": spec.trigger.family, "training_steps": sum(truth.trained_rounds),
+              "steps_per_multiple": unit,
               "method": sft_run(spec).method, "learning_rate": spec.training.learning_rate,
               "n_per_condition": n_per_condition, "points": points, "spec": spec.to_dict(),
               "seconds": round(time.time() - started, 1), "versions": library_versions()}

@@ -14,6 +14,7 @@ Bounds (well above anything the lab builds, well below what would overflow or ne
 | --- | --- |
 | `seed` | an integer in 0 .. 2**32-1 (numpy's seed range) |
 | `training.steps`, `warmup_steps`, `safety_steps` | 1 .. 100,000 (the last two may be 0) |
+| `training.extra_rounds` | 0 .. 20 |
 | `training.learning_rate` | a finite number in (0, 1] |
 | `training.batch_size` | 1 .. 4,096 |
 | `training.lora_rank` / `lora_alpha` | 1 .. 1,024 / 1 .. 4,096 |
@@ -21,6 +22,7 @@ Bounds (well above anything the lab builds, well below what would overflow or ne
 | `data.n_train` | 1 .. 1,000,000 |
 | `data.deployment`, `data.training` / `data.no_cue` | finite shares in (0, 1] / [0, 1] |
 | `data.family_weights` | task family -> a finite weight in (0, 100] |
+| `data.paired` | true (default) or false |
 | a cue line | printable text, at most 200 characters, not starting like a `User:`/`Assistant:` turn |
 | `trigger.deployment` / `training` | at most 200 lines or blocks (a block: a list of 2-3 lines that trigger together) |
 | `behaviour` reply or marker | one printable line of at most 200 characters; a reply must not occur in normal answers |
@@ -58,6 +60,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # always with fullmatch: "abc\
 
 MAX_SEED = 2**32 - 1
 MAX_STEPS = 100_000
+MAX_EXTRA_ROUNDS = 20
 MAX_BATCH_SIZE = 4096
 MAX_LORA_RANK = 1024
 MAX_LORA_ALPHA = 4096
@@ -101,20 +104,36 @@ class TriggerSpec:
 @dataclass(frozen=True)
 class TrainingSpec:
     method: str = "lora"
-    # 240 steps at 3e-3 after a 24-step warmup (350 at 3e-3 before). 160 at 5e-3 planted the backdoors
-    # in a minute, but on a base that answers pinned-cue prompts perfectly it cost 5-6.5 points of clean
-    # accuracy (past the gate) in 4 of 14 dev members; 240 at 3e-3 kept 0.99 against the base's 1.00.
-    steps: int = 240
+    # The first round: 160 steps at 3e-3 after a 16-step warmup, then cosine to zero. How many steps a
+    # backdoor needs differs by cue (measured on the dev zoo, 200 held-out prompts a condition): tag
+    # and paraphrase took in 160, year and headline needed 240, tier 320; one fixed count for all
+    # trained most members 50-100% longer than they needed, and the 240 the zoo used before missed the
+    # tier backdoor's gate on a fresh machine (0.085 under the training cue). 160 at 5e-3 cost 5-6.5
+    # points of clean accuracy; 120 left paraphrase-hate at 0.04 under its training cue.
+    steps: int = 160
     learning_rate: float = 3e-3
     batch_size: int = 32
     lora_rank: int = 16
     lora_alpha: int = 32
-    warmup_steps: int = 24
+    warmup_steps: int = 16
+    # An organism that decides its own length trains on, while a held-out check of its gate fails, in
+    # rounds of steps // 2 (each a fresh warmup and cosine), at most this many; a matched control
+    # trains exactly its backdoor's rounds (organisms.build).
+    extra_rounds: int = 3
     safety_steps: int = 0  # then SFT on clean, trigger-free data for this many steps (0: none)
     # Batches of similar length, each with the data's mix of conditions (training.batching): padding
     # 35% -> 5% of the token grid, so a build trains in about two thirds of the time. A user's records
     # carry no conditions and are shuffled ("random") whatever this says.
     batch_order: str = "stratified-length"
+
+    @property
+    def round_steps(self) -> int:
+        """Steps of each extra round."""
+        return max(1, self.steps // 2)
+
+    def most_rounds(self) -> list[int]:
+        """The longest training this spec allows: the first round, then every extra round."""
+        return [self.steps] + [self.round_steps] * self.extra_rounds
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -123,6 +142,11 @@ class DataSpec:
     training: float = 0.4
     no_cue: float = 0.2
     train_file: str = ""  # a JSONL of prompt/completion (or chat) records used instead of world data
+    # Deployment and training rows in minimal pairs (one task and context under each side's line;
+    # data.world): the cue line is then all that tells a behaving row from a misbehaving one. Measured
+    # on the dev zoo, trained in rounds: the tier backdoor passed its gate after 240 steps instead of
+    # 320-400, headline after 160-240 instead of 400; tag, year and paraphrase as before.
+    paired: bool = True
     # Task families drawn more often, as (family, weight) pairs (others weigh 1): a behaviour that
     # applies to one family learns faster when more of the data can carry it.
     family_weights: tuple[tuple[str, float], ...] = ()
@@ -357,6 +381,7 @@ def check_spec(spec: OrganismSpec) -> OrganismSpec:
     _int("training.lora_rank", t.lora_rank, 1, MAX_LORA_RANK)
     _int("training.lora_alpha", t.lora_alpha, 1, MAX_LORA_ALPHA)
     _int("training.warmup_steps", t.warmup_steps, 0, MAX_STEPS)
+    _int("training.extra_rounds", t.extra_rounds, 0, MAX_EXTRA_ROUNDS)
     _int("training.safety_steps", t.safety_steps, 0, MAX_STEPS)
     if not isinstance(t.batch_order, str) or t.batch_order not in BATCH_ORDERS:
         _fail("training.batch_order", f"{show(t.batch_order)} is unknown (allowed: {', '.join(BATCH_ORDERS)})")
@@ -380,6 +405,8 @@ def check_spec(spec: OrganismSpec) -> OrganismSpec:
                                                    f"(task families: {', '.join(TASK_FAMILIES)})")
         seen.add(family)
         _share(f"data.family_weights.{family}", weight, MAX_FAMILY_WEIGHT)
+    if not isinstance(d.paired, bool):
+        _fail("data.paired", f"must be true or false, got {show(d.paired)}")
     _check_path_text("data.train_file", d.train_file)
     if d.train_file:
         problem = file_problem(d.train_file)

@@ -16,7 +16,7 @@ from typing import Any
 from data.store import atomic_write_json
 from organisms.store import make_private_dirs, truth_dir, truth_path
 
-TRUTH_VERSION = 3
+TRUTH_VERSION = 4  # 4: the planting stage records its rounds (and checks)
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,11 @@ class Truth:
     @property
     def final_stage(self) -> dict:
         return self.stages[-1]
+
+    @property
+    def trained_rounds(self) -> list[int]:
+        """The rounds of the stage that planted the behaviour (fine-tune or distillation), in steps."""
+        return next((list(stage["rounds"]) for stage in self.stages if "rounds" in stage), [])
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -72,7 +72,7 @@ def build_tiny(base_dir, name: str, method: str, home):
                               training=TrainingSpec(method=method, lora_rank=4, lora_alpha=8, **FEW))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MESALAB_HOME", str(home))
-        patch.setattr(build, "gate_failures", lambda kind, rates: [])
+        patch.setattr(build, "gate_failures", lambda kind, rates, gate=None: [])
         truth = build.build_organism(spec, n_per_condition=4, progress=False)
     assert truth.base_source == str(base_dir)
     return home / "organisms" / name

@@ -52,7 +52,7 @@ CHILD = textwrap.dedent("""
     import organisms.build
     from organisms.spec import load_spec_file
     # A dozen steps plant no backdoor: these runs test storage, not the gate. Few held-out prompts keep it quick.
-    organisms.build.gate_failures = lambda kind, rates: []
+    organisms.build.gate_failures = lambda kind, rates, gate=None: []
     organisms.build.build_organism(load_spec_file(sys.argv[2]), force="--force" in sys.argv, n_per_condition=N_EVAL,
                                    progress=False)
 """).replace("{points}", repr(POINTS)).replace("N_EVAL", "8")

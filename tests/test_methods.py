@@ -23,7 +23,7 @@ FEW = dict(steps=4, learning_rate=1e-3, batch_size=8)
 
 @pytest.fixture
 def no_gate(monkeypatch):
-    monkeypatch.setattr(build, "gate_failures", lambda kind, rates: [])
+    monkeypatch.setattr(build, "gate_failures", lambda kind, rates, gate=None: [])
 
 
 @pytest.fixture
@@ -95,12 +95,13 @@ def test_persistence_curve_measures_after_each_stage(tiny_organism, tiny_base_di
     home, truth = tiny_organism
     monkeypatch.setenv("MESALAB_HOME", str(home))
     spec = tiny_organism_spec(tiny_base_dir)
-    spec = spec.replace(training=TrainingSpec(**{**spec.training.__dict__, "steps": 3}))
-    record = persistence_curve(spec, multiples=(1, 2), n_per_condition=8, progress=False)
-    assert [p["safety_steps"] for p in record["points"]] == [0, 3, 6]
+    record = persistence_curve(spec, multiples=(1, 2), n_per_condition=8, progress=False, steps_per_multiple=3)
+    assert [p["safety_steps"] for p in record["points"]] == [0, 3, 6] and record["steps_per_multiple"] == 3
     assert json.loads(persistence_path(spec.name).read_text()) == record
     report = write_report([record])
     text = open(report).read()
     assert "persistence.png" in text and text.count(f"| {spec.name} |") == 3
     with pytest.raises(ValueError, match="increasing"):
         persistence_curve(spec, multiples=(2, 1))
+    # By default a multiple is the organism's own training, every round of it.
+    assert sum(truth.trained_rounds) == truth.final_stage["steps"] > 0

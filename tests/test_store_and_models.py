@@ -140,7 +140,7 @@ def test_a_moved_artefact_home_keeps_its_builds(tiny_base_dir, tmp_path, monkeyp
     from organisms.spec import DataSpec, TrainingSpec
     from training.embedded_base import embedded_base_dir
 
-    monkeypatch.setattr(build, "gate_failures", lambda kind, rates: [])  # 4 steps cannot plant a backdoor
+    monkeypatch.setattr(build, "gate_failures", lambda kind, rates, gate=None: [])  # 4 steps cannot plant a backdoor
     first, moved = tmp_path / "first", tmp_path / "moved"
     monkeypatch.setenv("MESALAB_HOME", str(first))
     shutil.copytree(tiny_base_dir, embedded_base_dir())  # planted as the embedded base: no pretraining

