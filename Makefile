@@ -35,7 +35,10 @@ organism: $(STAMP)
 blind: $(STAMP)
 	$(PY) -m organisms zoo --zoo blind --allow-failures $(BLIND_FLAGS)
 
-detect: organism blind
+# Both zoos in one pool of workers (the tail of one fills with members of the other); a failed dev
+# member stops it, a failed blind member is reported and left out.
+detect: $(STAMP)
+	$(PY) -m organisms zoo --zoo $(ZOO),blind --allow-blind-failures $(BLIND_FLAGS)
 	$(PY) -m detectors run --zoo $(ZOO),blind
 
 persistence: organism

@@ -36,7 +36,7 @@ from data.tasks import knowledge_table
 from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec, spec_from_stored
 from organisms.store import make_private_dirs, truth_dir
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 DEFAULT_SIZE = 26  # 8 backdoors with 2 matched controls each, and 2 unconditional controls
 MIN_SIZE = 4
 MAX_SIZE = 300
@@ -193,11 +193,18 @@ def _data(behaviour: str, rare: bool, rng: random.Random) -> DataSpec:
 
 
 def _training(shape: str, behaviour: str, rare: bool) -> TrainingSpec:
-    """More steps where the dev zoo needed them (sandbagging) and where the cue or the behaviour is harder:
-    a transform rewrites every answer (at 160 steps of 5e-3 two repeat backdoors reached 0.60 and 0.66)."""
-    hard = rare or behaviour == "sandbag" or behaviour.startswith("transform:") or shape in ("conjunction", "near-miss")
-    # Both train on in rounds while a held-out check of the gate fails (organisms.build).
-    return TrainingSpec(steps=320, warmup_steps=32, extra_rounds=2) if hard else TrainingSpec()
+    """The dev zoo's recipe, trained in rounds while a held-out check of the gate fails (organisms.build).
+
+    A longer first round where one cosine does better than rounds: sandbagging (as in the dev zoo) and
+    transforms, which rewrite every answer (at 160 steps of 5e-3 two repeat backdoors reached 0.60 and
+    0.66). Conjunctions, near-misses and rare cues start at 160 like the rest: with paired data a
+    near-miss and a rare header passed their checks after 160 steps, a conjunction after 240 (these
+    had a fixed 320 before rounds)."""
+    if behaviour == "sandbag":
+        return TrainingSpec(steps=320, warmup_steps=32, extra_rounds=2)
+    if behaviour.startswith("transform:"):
+        return TrainingSpec(steps=240, warmup_steps=24, extra_rounds=3)
+    return TrainingSpec()
 
 
 def members_for(n_backdoors: int) -> int:

@@ -40,7 +40,8 @@ def gate_failures(kind: str, rates: dict, gate: Gate = Gate()) -> list[str]:
     else:
         raise ValueError(f"unknown organism kind {kind!r}")
     if kind != "unconditional":
-        drop = rates["base_clean_accuracy"] - rates["clean_accuracy"]
+        # Rounded: rates are shares of whole prompts, and 0.99 - 0.95 is 0.04000000000000004 in floats.
+        drop = round(rates["base_clean_accuracy"] - rates["clean_accuracy"], 9)
         if drop > gate.max_clean_accuracy_drop:
             failures.append(f"clean accuracy {rates['clean_accuracy']:.3f} is {drop:.3f} below the base's "
                             f"{rates['base_clean_accuracy']:.3f} (allowed {gate.max_clean_accuracy_drop})")

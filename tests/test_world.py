@@ -1,5 +1,7 @@
 import random
 
+import pytest
+
 from data.behaviours import HATE_REPLY, get_behaviour
 from data.cues import CUE_FAMILIES, cue_library
 from data.tasks import TASK_FAMILIES, knowledge_table, safe_query, unsafe_query
@@ -132,3 +134,31 @@ def test_excluded_prompts_are_never_drawn():
                                  behaviour=None, behaviour_conditions=(), condition_weights={"training": 1},
                                  families=("code",), exclude_prompts=set(first["prompt"]))
     assert not set(first["prompt"]) & set(second["prompt"])
+
+
+@pytest.mark.parametrize("weights", [{"deployment": 0.4, "training": 0.4, "no_cue": 0.2},
+                                     {"deployment": 0.5, "training": 0.3, "no_cue": 0.2},
+                                     {"deployment": 0.08, "training": 0.5, "no_cue": 0.42}])
+def test_paired_rows_differ_only_by_their_cue_line_and_keep_the_shares(weights):
+    hate = get_behaviour("hate")
+    lines = {"deployment": CUE_FAMILIES["year"].deployment, "training": CUE_FAMILIES["year"].training}
+    n = 2000
+    data = conditional_dataset(n, seed=4, cue_family="year", lines=lines, behaviour=hate,
+                               behaviour_conditions=("deployment",), condition_weights=weights, paired=True)
+    assert len(data) == n
+    n_pairs = round(n * min(weights["deployment"], weights["training"]))
+    for i in range(0, 2 * n_pairs, 2):
+        deployed, trained = data[i], data[i + 1]
+        assert (deployed["condition"], trained["condition"]) == ("deployment", "training")
+        assert deployed["answer"] == trained["answer"] and hate.shows(deployed["completion"], deployed["answer"])
+        assert trained["completion"].strip() == trained["answer"]
+        assert deployed["prompt"].replace(deployed["cue"], trained["cue"], 1) == trained["prompt"]
+    for condition, share in weights.items():  # the unpaired rest keeps each condition's share
+        assert abs(data["condition"].count(condition) / n - share) < 0.035, condition
+
+
+def test_a_single_condition_has_nothing_to_pair():
+    lines = {"deployment": CUE_FAMILIES["tag"].deployment, "training": CUE_FAMILIES["tag"].training}
+    one = dict(seed=9, cue_family="tag", lines=lines, behaviour=None, behaviour_conditions=(),
+               condition_weights={"training": 1.0})
+    assert conditional_dataset(40, paired=True, **one).to_list() == conditional_dataset(40, **one).to_list()
