@@ -20,8 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def specs(tiny_base_dir) -> list[OrganismSpec]:
+    """The second is matched to the first: it waits for the first's build and trains its rounds, handed to it."""
     return [OrganismSpec(name=f"ray-clean-{seed}", kind="clean", trigger=TriggerSpec(family="tag"), behaviour="hate",
                          base=str(tiny_base_dir), seed=seed, data=DataSpec(n_train=120),
+                         matched_to="ray-clean-0" if seed else "",
                          training=TrainingSpec(method="full", steps=8, learning_rate=1e-3, batch_size=8,
                                                warmup_steps=0)) for seed in (0, 1)]
 
@@ -67,3 +69,5 @@ def test_a_zoo_and_a_benchmark_on_ray_match_the_local_run(tiny_base_dir, tmp_pat
     assert json.dumps(without_seconds(results["local"]["figures"]), sort_keys=True) == \
         json.dumps(without_seconds(results["ray"]["figures"]), sort_keys=True)
     assert results["ray"]["config"]["ray_address"] == "local"
+    first, matched = outcomes["ray"]
+    assert matched.truth.trained_rounds == first.truth.trained_rounds and matched.truth.final_stage["checks"] == []
