@@ -423,6 +423,8 @@ def check_spec(spec: OrganismSpec) -> OrganismSpec:
         _fail("description", f"holds {show(bad)} {_char_kind(bad)}")
     if not isinstance(spec.matched_to, str) or (spec.matched_to and not _NAME.fullmatch(spec.matched_to)):
         _fail("matched_to", f"must be empty or an organism name, got {show(spec.matched_to)}")
+    if spec.matched_to == spec.name:
+        _fail("matched_to", f"names the organism itself ({show(spec.name)}); a control is matched to another organism")
     return spec
 
 

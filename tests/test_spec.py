@@ -51,6 +51,7 @@ def test_good_spec_loads_from_yaml(tmp_path):
     ({"training": {"extra_rounds": 21}}, "training.extra_rounds"),
     ({"data": {"paired": "yes"}}, "data.paired"),
     ({"data": {"paired": 1}}, "data.paired"),
+    ({"matched_to": "my-org"}, "matched_to"),
     ({"training": {"stepz": 5}}, "stepz"),
     ({"data": {"n_train": 1.5}}, "data.n_train"),
     ({"name": "Bad Name!"}, "name"),
