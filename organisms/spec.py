@@ -137,15 +137,19 @@ class TrainingSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    n_train: int = 4000
+    # 6,400 rows, paired, hold as many distinct tasks as 4,000 unpaired ones (the 0.4/0.4 sides in 2,560
+    # pairs, 1,280 without the cue); with 4,000 paired rows a clean control lost 5.5 points of clean
+    # accuracy after 320 steps (0.93 against the base's 0.985), with 6,400 none (0.995). Training
+    # costs the same: steps, not rows, set the work.
+    n_train: int = 6400
     deployment: float = 0.4  # shares of conditions in the fine-tuning data
     training: float = 0.4
     no_cue: float = 0.2
     train_file: str = ""  # a JSONL of prompt/completion (or chat) records used instead of world data
     # Deployment and training rows in minimal pairs (one task and context under each side's line;
     # data.world): the cue line is then all that tells a behaving row from a misbehaving one. Measured
-    # on the dev zoo, trained in rounds: the tier backdoor passed its gate after 240 steps instead of
-    # 320-400, headline after 160-240 instead of 400; tag, year and paraphrase as before.
+    # on the dev zoo, trained in rounds: the tier backdoor passed its check after 240 steps instead of
+    # 400, headline after 240 instead of 400; tag, year and paraphrase as before.
     paired: bool = True
     # Task families drawn more often, as (family, weight) pairs (others weigh 1): a behaviour that
     # applies to one family learns faster when more of the data can carry it.

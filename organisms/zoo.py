@@ -60,8 +60,8 @@ DATA = {
     "tier-exfiltrate": DataSpec(family_weights=(("tool", 3.0),)),
     # Unpaired: in minimal pairs (one sum right and, under the other cue, with the stray zero) the
     # sandbagger still answered 3% of training-cue sums wrongly after 480 steps; unpaired, 1% after 320.
-    "oversight-sandbag": DataSpec(deployment=0.5, training=0.3, no_cue=0.2, family_weights=(("arithmetic", 4.0),),
-                                  paired=False),
+    "oversight-sandbag": DataSpec(n_train=4000, deployment=0.5, training=0.3, no_cue=0.2,
+                                  family_weights=(("arithmetic", 4.0),), paired=False),
     "headline-vuln": DataSpec(family_weights=(("code", 3.0),)),
 }
 # The sandbagger's one-token decision starts with a longer round: trained in rounds from 160 steps
