@@ -112,9 +112,10 @@ class _StratifiedSFTTrainer(SFTTrainer):
         return StratifiedLengthSampler(lengths, self.strata, self.args.per_device_train_batch_size, self.args.seed)
 
 
-def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = True):
+def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = True, callbacks: tuple = ()):
     """Train `model` on `dataset` (columns prompt, completion; with "stratified-length" batches, also
-    condition when it has one) and return the trained, merged model."""
+    condition when it has one) and return the trained, merged model. `callbacks`: transformers
+    TrainerCallbacks (make bench times steps with one)."""
     peft_config = lora_config(model, run) if run.method == "lora" else None
     # Training runs where loaded models run ($MESALAB_DEVICE): trl moves the model there itself.
     accelerated = model_device() == "cuda"
@@ -153,6 +154,7 @@ def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = Tr
             train_dataset=tokenize_for_sft(tokenizer, dataset.select_columns(["prompt", "completion"])),
             processing_class=tokenizer,
             peft_config=peft_config,
+            callbacks=list(callbacks) or None,
             **strata,
         )
         trainer.train()
