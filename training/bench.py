@@ -4,8 +4,8 @@ Speed goals are measured here, never asserted in tests. On random weights of the
 base's shape (no built artefacts needed), one thread, the same batches for every contender:
 
 - `trl_to_bare_step`: the median trl SFTTrainer LoRA step against the median step of a bare torch +
-  peft loop (each step timed alone, after 3 warm-up steps, so trl's set-up is excluded); must stay
-  under 1.25;
+  peft loop (each step timed alone, after 3 warm-up steps, so trl's set-up is excluded), timed back
+  to back in `--pairs` pairs, the median ratio; must stay under 1.25;
 - `capture_to_forward`: the detectors' activation capture against a bare batched forward over the
   same prompts; must stay under 1.10;
 - `cell_seconds`: one sealed benchmark cell (fork, copy, load, a trivial detector), the fixed cost
@@ -48,7 +48,8 @@ def _setup():
 
 
 def bare_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> list[float]:
-    """Seconds of each step of a plain torch + peft LoRA loop, completion-only loss, after 3 warm-up steps."""
+    """Seconds of each step (forward, backward, optimiser) of a plain torch + peft LoRA loop, completion-only
+    loss, after 3 warm-up steps."""
     import copy
 
     from peft import LoraConfig, get_peft_model
@@ -63,46 +64,63 @@ def bare_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> list[
         rows.append((p + c, [-100] * len(p) + c))
     peft_model.train()
 
-    def step(i: int) -> None:
+    def step(i: int) -> float:
         batch = rows[(i * batch_size) % len(rows):][:batch_size]
         width = max(len(ids) for ids, _ in batch)
         ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
         labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
         mask = (torch.arange(width)[None] < torch.tensor([len(r) for r, _ in batch])[:, None]).long()
+        started = time.perf_counter()
         peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        return time.perf_counter() - started
 
     for i in range(3):  # warm-up
         step(i)
-    seconds = []
-    for i in range(steps):
-        started = time.perf_counter()
-        step(i + 3)
-        seconds.append(time.perf_counter() - started)
-    return seconds
+    return [step(i + 3) for i in range(steps)]
 
 
 def trl_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> list[float]:
     """Seconds of each step of the lab's own trl run after 3 warm-up steps, read by a trainer callback
-    from one step's end to the next (so trl's set-up is outside, and its data loading, logging and
-    scheduler inside)."""
+    from the step's begin to its end: forward, backward, optimiser and scheduler, as the bare loop's
+    timer holds; set-up, batch collation and logging (every other step in so short a run, every
+    sixteenth in a build) are outside both."""
     import copy
 
     from transformers import TrainerCallback
 
     from training.sft import SFTRun, run_sft
 
+    begins: list[float] = []
     ends: list[float] = []
 
     class StepClock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            begins.append(time.perf_counter())
+
         def on_step_end(self, args, state, control, **kwargs):
             ends.append(time.perf_counter())
 
     run_sft(copy.deepcopy(model), tokenizer, data, SFTRun(steps=3 + steps, learning_rate=5e-3, batch_size=batch_size,
                                                           seed=0, method="lora"), progress=False,
             callbacks=(StepClock(),))
-    return [later - earlier for earlier, later in zip(ends[2:], ends[3:])]
+    return [end - begin for begin, end in zip(begins[3:], ends[3:])]
+
+
+def step_ratio(model, tokenizer, data, steps: int, pairs: int) -> tuple[list[float], list[float], list[float]]:
+    """(trl/bare ratio of each pair, bare median steps, trl median steps). Each pair times both contenders
+    back to back, in alternating order, and compares their median single steps. On a shared 2-core machine
+    the speed of a whole run drifts (the bare step's median read 0.19 s in one run and 0.28 s in the next),
+    so a ratio is only read between neighbours in time, and the median over pairs is the figure."""
+    ratios, bare, trl = [], [], []
+    for pair in range(pairs):
+        contenders = [bare_lora_step, trl_lora_step] if pair % 2 == 0 else [trl_lora_step, bare_lora_step]
+        medians = {run: statistics.median(run(model, tokenizer, data, steps, 32)) for run in contenders}
+        bare.append(medians[bare_lora_step])
+        trl.append(medians[trl_lora_step])
+        ratios.append(trl[-1] / bare[-1])
+    return ratios, bare, trl
 
 
 def capture_and_forward(model, tokenizer, prompts: list[str]) -> tuple[float, float]:
@@ -148,10 +166,12 @@ def cell_seconds(model, tokenizer, n: int = 6) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__)
     parser.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
+    parser.add_argument("--pairs", type=int, default=5,
+                        help="back-to-back timings of the trl and the bare step; the median ratio counts (default 5)")
     parser.add_argument("--prompts", type=int, default=400, help="prompts to generate from and capture (default 400)")
     args = parser.parse_args(argv)
-    if args.steps < 2:
-        parser.error("--steps must be at least 2 (a median of steps)")
+    if args.steps < 2 or args.pairs < 1:
+        parser.error("--steps must be at least 2 (a median of steps), --pairs at least 1")
     torch.set_num_threads(1)
     # The bare contender runs on the CPU, so trl's run and the sealed cell must too, on any machine.
     from training.models import DEVICE_VARIABLE
@@ -160,11 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.versions import library_versions
 
     spec, data, tokenizer, model = _setup()
-    # Medians of single steps: a step that other work on the machine slowed moves a mean over 20 steps
-    # (single runs read trl/bare 0.93 to 1.49 for the same code), not the median.
-    bare_steps = bare_lora_step(model, tokenizer, data, args.steps, 32)
-    trl_steps = trl_lora_step(model, tokenizer, data, args.steps, 32)
-    bare, trl = statistics.median(bare_steps), statistics.median(trl_steps)
+    trl_to_bare, bare, trl = step_ratio(model, tokenizer, data, args.steps, args.pairs)
     prompts = list(data["prompt"][:args.prompts])
     capture, forward = capture_and_forward(model, tokenizer, prompts)
     started = time.perf_counter()
@@ -172,10 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     generate = time.perf_counter() - started
     results = {
         "parameters": model.num_parameters(), "threads": torch.get_num_threads(),
-        "bare_lora_step_seconds": round(bare, 4), "trl_lora_step_seconds": round(trl, 4),
-        "trl_to_bare_step": round(trl / bare, 3),
-        "bare_lora_step_quartiles": [round(q, 4) for q in statistics.quantiles(bare_steps, n=4)],
-        "trl_lora_step_quartiles": [round(q, 4) for q in statistics.quantiles(trl_steps, n=4)],
+        "bare_lora_step_seconds": [round(b, 4) for b in bare], "trl_lora_step_seconds": [round(t, 4) for t in trl],
+        "trl_to_bare_step": round(statistics.median(trl_to_bare), 3),
+        "trl_to_bare_step_pairs": [round(ratio, 3) for ratio in trl_to_bare],
         "capture_seconds": round(capture, 4), "forward_seconds": round(forward, 4),
         "capture_to_forward": round(capture / forward, 3),
         "generate_prompts_per_second": round(len(prompts) / generate, 1),
