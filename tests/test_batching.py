@@ -5,6 +5,7 @@ import torch
 from datasets import Dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transformers import TrainerCallback
 
 import training.sft as sft
 from organisms.build import training_dataset
@@ -73,8 +74,19 @@ def test_training_steps_on_exactly_the_sampler_batches(tiny_base_dir, monkeypatc
     planned = [orders[0][i:i + 8] for i in range(0, 32, 8)]
     assert widths == [torch.Size([8, int(lengths[batch].max())]) for batch in planned]
 
-    # Data without conditions (a user's records) is shuffled, not grouped by length alone.
+    # Data without conditions (a user's records) is shuffled, not grouped by length alone; a trainer
+    # callback (make bench times steps with one) sees every step begin and end.
     orders.clear()
+    events = []
+
+    class StepLog(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            events.append("begin")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            events.append("end")
+
     run_sft(model, tokenizer, Dataset.from_dict({"prompt": rows["prompt"], "completion": rows["completion"]}),
-            run, progress=False)
+            run, progress=False, callbacks=(StepLog(),))
     assert orders == []
+    assert events == ["begin", "end"] * 4
