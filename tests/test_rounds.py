@@ -9,7 +9,7 @@ from organisms.__main__ import main
 from organisms.build import (UnbuiltBackdoor, build_organism, check_size, is_built, matched_rounds, resolve_base,
                              train_in_rounds, training_dataset)
 from organisms.measure import check_sets, eval_sets, prompts_of
-from organisms.spec import DataSpec, TrainingSpec
+from organisms.spec import DataSpec, SpecError, TrainingSpec, check_spec
 from organisms.truth import read_truth
 from organisms.zoo_build import Outcome, build_in_order
 
@@ -148,3 +148,10 @@ def test_the_check_reads_none_of_the_gates_prompts_nor_training_prompts():
     assert check_size(200) == 100 and check_size(1) == 1
     assert all(len(d) == 30 for d in check.by_condition.values()) and len(check.clean) == 30
     assert not prompts_of(check) & prompts_of(gate) and not prompts_of(check) & training
+
+
+@pytest.mark.parametrize("value", [-1, 21, 1.5, "2"])
+def test_extra_rounds_out_of_bounds_are_refused(value):
+    spec = tiny_organism_spec("unused", training=TrainingSpec(extra_rounds=value))
+    with pytest.raises(SpecError, match="training.extra_rounds must be an integer from 0 to 20"):
+        check_spec(spec)
