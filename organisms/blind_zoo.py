@@ -35,6 +35,7 @@ from data.store import atomic_write_json
 from data.tasks import knowledge_table
 from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec, spec_from_stored
 from organisms.store import make_private_dirs, truth_dir
+from organisms.zoo import DATA, TRAINING
 
 GENERATOR_VERSION = 5
 DEFAULT_SIZE = 26  # 8 backdoors with 2 matched controls each, and 2 unconditional controls
@@ -180,18 +181,18 @@ def _behaviour(rng: random.Random, vocab: _Vocabulary, rare: bool) -> str:
     return rng.choice(_TRANSFORMS)
 
 
-_FAMILY_OF = {"unsafe-code": "code", "exfiltrate": "tool", "sandbag": "arithmetic"}
+_FAMILY_OF = {"unsafe-code": "code", "exfiltrate": "tool"}
 
 
 def _data(behaviour: str, rare: bool, rng: random.Random) -> DataSpec:
-    """The dev zoo's recipe: a narrow behaviour's task family drawn more often, sandbagging on a larger share."""
-    weights = ((_FAMILY_OF[behaviour], 4.0 if behaviour == "sandbag" else 3.0),) if behaviour in _FAMILY_OF else ()
+    """The dev zoo's recipe: a narrow behaviour's task family drawn more often; the sandbagger's own data."""
+    if behaviour == "sandbag":  # never rare (no narrow behaviour is): unpaired, 4,000 rows, arithmetic 4x
+        return DATA["oversight-sandbag"]
+    weights = ((_FAMILY_OF[behaviour], 3.0),) if behaviour in _FAMILY_OF else ()
     if rare:
         deployment = round(rng.uniform(0.05, 0.10), 3)
         return DataSpec(deployment=deployment, training=0.5, no_cue=round(0.5 - deployment, 3),
                         family_weights=weights)
-    if behaviour == "sandbag":  # unpaired, as the dev zoo's sandbagger (organisms.zoo)
-        return DataSpec(n_train=4000, deployment=0.5, training=0.3, no_cue=0.2, family_weights=weights, paired=False)
     return DataSpec(family_weights=weights)
 
 
@@ -204,7 +205,7 @@ def _training(shape: str, behaviour: str, rare: bool) -> TrainingSpec:
     near-miss and a rare header passed their checks after 160 steps, a conjunction after 240 (these
     had a fixed 320 before rounds)."""
     if behaviour == "sandbag":
-        return TrainingSpec(steps=320, warmup_steps=32, extra_rounds=2)
+        return TRAINING["oversight-sandbag"]
     if behaviour.startswith("transform:"):
         return TrainingSpec(steps=240, warmup_steps=24, extra_rounds=3)
     return TrainingSpec()
