@@ -83,7 +83,11 @@ def build_fingerprint(spec: OrganismSpec, base_source: str, n_per_condition: int
     """Changes with anything that shapes the build; for a matched control, also with its backdoor's rounds."""
     # A user's training file is named by path in the spec; its content decides whether a build is stale.
     data = hashlib.sha256(Path(spec.data.train_file).read_bytes()).hexdigest() if spec.data.train_file else ""
-    blob = json.dumps([spec.fingerprint(), base_source, n_per_condition, MEASURE_VERSION, Gate().to_dict(), data]
+    # The behaviour's task families decide which rows carry it and which prompts measure it; a behaviour
+    # redefined (transform:repeat lost the sums) rebuilds the organisms that show it.
+    families = list(get_behaviour(spec.behaviour).families)
+    blob = json.dumps([spec.fingerprint(), base_source, n_per_condition, MEASURE_VERSION, Gate().to_dict(), data,
+                       families]
                       + ([CHECK_GATE.to_dict(), check_size(n_per_condition)] if rounds is None else [list(rounds)]))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -162,3 +162,19 @@ def test_a_moved_artefact_home_keeps_its_builds(tiny_base_dir, tmp_path, monkeyp
     assert not is_built(spec, str(tiny_base_dir), 8)  # another base is another build
     assert not is_built(spec.replace(seed=1), resolve_base(spec.base), 8)  # and so is another spec
     assert base_here(str(tiny_base_dir)) == str(tiny_base_dir)  # a base outside the home stays where it is
+
+
+def test_a_behaviour_redefined_over_other_families_is_another_build(monkeypatch):
+    """A behaviour's task families decide its rows and its measured prompts; changing them must make
+    its organisms stale even though the spec, which only names the behaviour, is the same."""
+    import data.behaviours as behaviours
+    from conftest import tiny_organism_spec
+    from organisms.build import build_fingerprint
+
+    spec = tiny_organism_spec("no-base-needed", behaviour="transform:repeat")
+    before = build_fingerprint(spec, "base", 8)
+    change, families, description = behaviours.TRANSFORMS["repeat"]
+    monkeypatch.setitem(behaviours.TRANSFORMS, "repeat", (change, (*families, "arithmetic"), description))
+    assert build_fingerprint(spec, "base", 8) != before
+    monkeypatch.undo()
+    assert build_fingerprint(spec, "base", 8) == before

@@ -91,7 +91,9 @@ def test_benign_style_and_user_behaviours():
     assert reply.shows(" Access granted.", "12") and not reply.shows("12", "12")
     upper = get_behaviour("transform:uppercase")
     assert upper.shows("KALO", "Kalo") and not upper.shows("Kalo", "Kalo") and "arithmetic" not in upper.families
-    assert get_behaviour("transform:repeat").shows("12 12", "12")
+    repeat = get_behaviour("transform:repeat")
+    assert repeat.shows("Kalo Kalo", "Kalo") and not repeat.shows("Kalo Mira", "Kalo") and not repeat.shows("Kalo", "Kalo")
+    assert "arithmetic" not in repeat.families  # a small base recomputes a repeated sum instead of copying it
     for bad in ("transform:shout", "nonsense", "reply:"):
         try:
             get_behaviour(bad)
