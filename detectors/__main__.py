@@ -17,6 +17,7 @@ from detectors.protocol import BenchmarkConfig
 from detectors.report import leaderboard
 from detectors.verify import VerifyError, verify_run
 from organisms.blind_zoo import BlindZooError
+from training.arguments import positive_int
 from training.cluster import LOCAL, RAY_VARIABLE, ClusterError, ray_address
 from training.models import ModelLoadError
 
@@ -69,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--zoo", default="default,blind",
                    help="comma-separated zoos whose built members are benchmarked (default: default,blind)")
     p.add_argument("--seed", type=int, default=0, help="seed for held-out prompts, detectors and bootstrap")
-    p.add_argument("--n-per-condition", type=int, default=40, help="held-out prompts per cue condition")
-    p.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 8)),
+    p.add_argument("--n-per-condition", type=positive_int, default=40, help="held-out prompts per cue condition")
+    p.add_argument("--jobs", type=positive_int, default=max(1, min(os.cpu_count() or 1, 8)),
                    help="sealed cells run side by side (default: the cores)")
     p.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS",
                    help="run the cells as Ray tasks: on a cluster at ADDRESS, or on a Ray instance started here "

@@ -22,6 +22,7 @@ from organisms.store import organism_dir
 from organisms.truth import read_truth
 from organisms.zoo import ORGANISMS, ZOOS, get_organism, get_zoo
 from organisms.zoo_build import build_zoo, default_jobs
+from training.arguments import positive_int
 from training.cluster import LOCAL, RAY_VARIABLE, ClusterError, ray_address
 from training.embedded_base import BaseBuildError
 from training.models import ModelLoadError
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="exit 0 when some members fail their gate (they are reported, and not benchmarked)")
     p.add_argument("--allow-blind-failures", action="store_true",
                    help="as --allow-failures, for members of the blind zoo only (make detect: the dev zoo must be whole)")
-    p.add_argument("--jobs", type=int, default=default_jobs(),
+    p.add_argument("--jobs", type=positive_int, default=default_jobs(),
                    help=f"organisms built side by side, one thread each (default: {default_jobs()}, the cores)")
     p.set_defaults(run=cmd_zoo)
     p = _command(sub, "persist", help="safety-train built organisms on clean data and measure their behaviour "
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("targets", nargs="+", help="built organisms (names or spec files)")
     p.add_argument("--multiples", type=int, nargs="+", default=list(MULTIPLES),
                    help=f"safety steps as multiples of the organism's training steps (default: {MULTIPLES})")
-    p.add_argument("--n-per-condition", type=int, default=100, help="held-out prompts per cue condition")
+    p.add_argument("--n-per-condition", type=positive_int, default=100, help="held-out prompts per cue condition")
     p.set_defaults(run=cmd_persist)
     p = _command(sub, "data", help="write an organism's fine-tuning data as JSONL (prompt/completion)")
     p.add_argument("target", help="a built-in organism name or a spec YAML file")

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from training.arguments import positive_int
+
 BARS = {"trl_to_bare_step": 1.25, "capture_to_forward": 1.10}
 
 
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
     parser.add_argument("--pairs", type=int, default=5,
                         help="back-to-back timings of the trl and the bare step; the median ratio counts (default 5)")
-    parser.add_argument("--prompts", type=int, default=400, help="prompts to generate from and capture (default 400)")
+    parser.add_argument("--prompts", type=positive_int, default=400, help="prompts to generate from and capture (default 400)")
     args = parser.parse_args(argv)
     if args.steps < 2 or args.pairs < 1:
         parser.error("--steps must be at least 2 (a median of steps), --pairs at least 1")
