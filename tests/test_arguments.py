@@ -22,6 +22,7 @@ def test_positive_integers_pass(text, value):
     (detectors_cli.main, ["run", "--n-per-condition", "0"]),
     (detectors_cli.main, ["run", "--n-per-condition", "1.5"]),
     (bench.main, ["--prompts", "0"]),
+    (bench.main, ["--pairs", "0"]),
 ])
 def test_counts_below_one_are_refused_before_any_work(main, argv, monkeypatch, capsys):
     def no_work(*args, **kwargs):
