@@ -38,10 +38,20 @@ def _command(sub, name: str, help: str):
     return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
 
 
+def _names_a_file(target: str) -> bool:
+    """A .yaml/.yml name, a path with a folder, or anything that exists and is not a built-in's name."""
+    looks_like_file = target.endswith((".yaml", ".yml")) or "/" in target or os.sep in target
+    return looks_like_file or (target not in ORGANISMS and os.path.lexists(target))
+
+
+def _blind_member(target: str) -> bool:
+    """`target` names a member of the stored blind zoo (the lab's own spec, not a user's taking its name)."""
+    return not _names_a_file(target) and target not in ORGANISMS and is_blind_name(target)
+
+
 def _spec_for(target: str, base: str | None):
     """A spec file (a .yaml/.yml name, a path with a folder, or anything that exists) or a built-in's name."""
-    looks_like_file = target.endswith((".yaml", ".yml")) or "/" in target or os.sep in target
-    if looks_like_file or (target not in ORGANISMS and os.path.lexists(target)):
+    if _names_a_file(target):
         spec = load_spec_file(target)  # says whether the file is missing, a directory or malformed
     elif target in ORGANISMS:
         spec = get_organism(target)
@@ -109,11 +119,13 @@ def cmd_show(args) -> None:
 
 
 def cmd_build(args) -> None:
-    spec = _validated(_spec_for(args.target, args.base), args.force, args.target if args.base is None else None)
+    # A blind member named from the manifest is the lab's own spec, as in `zoo`: building it takes no --force.
+    spec = _validated(_spec_for(args.target, args.base), args.force, args.target if args.base is None else None,
+                      lab_spec=_blind_member(args.target))
     backdoor = spec.matched_to
     if backdoor and backdoor != spec.name and (backdoor in ORGANISMS or is_blind_name(backdoor)):
         # A control trains exactly its backdoor's rounds: the backdoor is built (or found built) first.
-        backdoor_spec = _validated(_spec_for(backdoor, args.base))
+        backdoor_spec = _validated(_spec_for(backdoor, args.base), lab_spec=_blind_member(backdoor))
         if not is_built(backdoor_spec, resolve_base(backdoor_spec.base)):
             print(f"{spec.name} trains as many steps as its backdoor {backdoor}: building {backdoor} first", flush=True)
             build_organism(backdoor_spec)
@@ -121,7 +133,8 @@ def cmd_build(args) -> None:
 
 
 def cmd_check(args) -> None:
-    spec = _validated(_spec_for(args.target, args.base), args.force, args.target if args.base is None else None)
+    spec = _validated(_spec_for(args.target, args.base), args.force, args.target if args.base is None else None,
+                      lab_spec=_blind_member(args.target))
     lines = spec.trigger.lines()
     data = (f"{show(spec.data.train_file, 50)} as training data" if spec.data.train_file
             else f"{spec.data.n_train} world examples")

@@ -391,6 +391,24 @@ def test_a_user_spec_may_not_take_a_builtin_or_blind_name_unless_forced(tmp_path
     assert "hub id" in capsys.readouterr().err
 
 
+def test_a_blind_member_named_from_its_manifest_builds_without_force(capsys, monkeypatch):
+    """The lab's own member is not a user's spec taking its name: `build blind-NN` used to ask for --force,
+    and a control failed even with it, on its backdoor's name."""
+    from organisms.blind_zoo import blind_members
+
+    members = blind_members(seed=3, size=4)
+    control = next(m.spec for m in members if m.spec.matched_to)
+    built = []
+    monkeypatch.setattr("organisms.__main__.build_organism", lambda spec, force=False: built.append(spec.name))
+    monkeypatch.setattr("organisms.__main__.is_built", lambda spec, base: False)
+    monkeypatch.setattr("organisms.__main__.resolve_base", lambda base: base)  # no embedded base pretrained here
+    assert main(["build", control.name]) == 0
+    assert built == [control.matched_to, control.name]  # its backdoor first, for the rounds to match
+    assert "replaces" not in capsys.readouterr().err
+    assert main(["check", control.name]) == 0
+    assert capsys.readouterr().out.startswith(f"ok: {control.name} (")
+
+
 def test_base_references(tmp_path):
     from organisms.validate import check_base
 
