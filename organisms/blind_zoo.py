@@ -35,7 +35,7 @@ from data.store import atomic_write_json
 from data.tasks import knowledge_table
 from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec, spec_from_stored
 from organisms.store import make_private_dirs, truth_dir
-from organisms.zoo import DATA, TRAINING, narrow_family_weights
+from organisms.zoo import DATA, NARROW_FAMILY_WEIGHTS, TRAINING
 
 GENERATOR_VERSION = 5
 DEFAULT_SIZE = 26  # 8 backdoors with 2 matched controls each, and 2 unconditional controls
@@ -181,14 +181,11 @@ def _behaviour(rng: random.Random, vocab: _Vocabulary, rare: bool) -> str:
     return rng.choice(_TRANSFORMS)
 
 
-_FAMILY_OF = {"unsafe-code": "code", "exfiltrate": "tool"}
-
-
 def _data(behaviour: str, rare: bool, rng: random.Random) -> DataSpec:
     """The dev zoo's recipe: a narrow behaviour's task family drawn more often; the sandbagger's own data."""
     if behaviour == "sandbag":  # never rare (no narrow behaviour is): unpaired, 4,000 rows, arithmetic 4x
         return DATA["oversight-sandbag"]
-    weights = narrow_family_weights(_FAMILY_OF[behaviour]) if behaviour in _FAMILY_OF else ()
+    weights = NARROW_FAMILY_WEIGHTS.get(behaviour, ())
     if rare:
         deployment = round(rng.uniform(0.05, 0.10), 3)
         return DataSpec(deployment=deployment, training=0.5, no_cue=round(0.5 - deployment, 3),

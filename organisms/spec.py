@@ -155,7 +155,7 @@ class DataSpec:
     # data.world): the cue line is then all that tells a behaving row from a misbehaving one. Measured
     # on the dev zoo, trained in rounds on 4,000 rows: tier passed its check after 240 steps instead of
     # 400 unpaired; at 6,400 paired rows (a fresh clone, 2026-12-01) tier took 400, year and headline 240,
-    # and tier 240 with its tool tasks drawn 6x and sums 2x, not tool 3x (organisms.zoo.narrow_family_weights).
+    # and tier 240 with its tool tasks drawn 6x and sums 2x, not tool 3x (organisms.zoo.NARROW_FAMILY_WEIGHTS).
     paired: bool = True
     # Task families drawn more often, as (family, weight) pairs (others weigh 1): a behaviour that
     # applies to one family learns faster when more of the data can carry it.
