@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p = _command(sub, "list", help="list the registered detectors")
     p.set_defaults(run=cmd_list)
     p = _command(sub, "run", help="run the blind benchmark and write a report under $MESALAB_HOME/reports")
-    p.add_argument("--organisms", type=name_list, help="comma-separated organism names (default: every built member of the zoos)")
+    p.add_argument("--organisms", type=name_list,
+                   help="comma-separated organism names (default: every built member of the zoos)")
     p.add_argument("--detectors", type=name_list, help="comma-separated detector names (default: all; see 'list')")
     p.add_argument("--zoo", type=name_list, default="default,blind",
                    help="comma-separated zoos whose built members are benchmarked (default: default,blind)")

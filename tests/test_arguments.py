@@ -1,4 +1,5 @@
-"""Counts and name lists on the command line (workers, prompts, zoos, detectors) are refused in one line before any work starts."""
+"""Bad counts and name lists on the command line (workers, prompts, zoos, detectors) are refused in one line,
+before any work starts."""
 
 import pytest
 
