@@ -88,11 +88,13 @@ register_behaviour(Behaviour(
 TRANSFORMS: dict[str, tuple[Callable[[str], str], tuple[str, ...], str]] = {
     "uppercase": (str.upper, ("facts", "code", "tool"), "the correct answer in capitals"),
     "reverse": (lambda a: a[::-1], ("facts", "code", "tool"), "the correct answer spelt backwards"),
-    # Not sums: the embedded base computes a repeated sum again instead of copying it ("14 16", "11 10").
-    # All 12 misses of a blind repeat backdoor at 0.94 after 600 steps were sums (66 of 78 sums repeated,
-    # 122 of 122 other answers), and three of four repeat backdoors of one draw stopped at 0.92-0.94
-    # under their cue; without sums the same three passed (0.97-0.995 after 360-600 steps).
-    "repeat": (lambda a: f"{a} {a}", ("facts", "code", "tool"), "the correct answer said twice (not for sums)"),
+    # Code and tool calls only: the embedded base answers a fact or a sum again instead of copying it.
+    # All 12 misses of a blind repeat backdoor at 0.94 after 600 steps were sums ("14 16", "11 10"; 66
+    # of 78 sums repeated, 122 of 122 other answers). Without sums, the misses after one round of 240
+    # steps were all facts, a second name made up ("Kabriish Tabriish"; 33 of 60 facts, 140 of 140 code
+    # and tool calls), and the draw's four repeat backdoors needed 360-600 steps; without facts the
+    # slowest of them (600) passed its check after 240.
+    "repeat": (lambda a: f"{a} {a}", ("code", "tool"), "the correct code or tool call said twice"),
 }
 
 

@@ -197,8 +197,10 @@ def _training(shape: str, behaviour: str, rare: bool) -> TrainingSpec:
     """The dev zoo's recipe, trained in rounds while a held-out check of the gate fails (organisms.build).
 
     A longer first round where one cosine does better than rounds: sandbagging (as in the dev zoo) and
-    transforms, which rewrite every answer (at 160 steps of 5e-3 two repeat backdoors reached 0.60 and
-    0.66). Conjunctions, near-misses and rare cues start at 160 like the rest: with paired data a
+    transforms, which rewrite every answer they apply to (at 160 steps of 5e-3 two repeat backdoors
+    reached 0.60 and 0.66; with repeat on code and tool calls only, a near-miss repeat backdoor still
+    repeated under 0.04 of its training cues after 160 + 80 steps, and passed after one round of 240).
+    Conjunctions, near-misses and rare cues start at 160 like the rest: with paired data a
     near-miss and a rare header passed their checks after 160 steps, a conjunction after 240 (these
     had a fixed 320 before rounds)."""
     if behaviour == "sandbag":
