@@ -37,7 +37,7 @@ from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec, sp
 from organisms.store import make_private_dirs, truth_dir
 from organisms.zoo import DATA, NARROW_FAMILY_WEIGHTS, TRAINING
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 DEFAULT_SIZE = 26  # 8 backdoors with 2 matched controls each, and 2 unconditional controls
 MIN_SIZE = 4
 MAX_SIZE = 300
@@ -171,6 +171,11 @@ def _lines(shape: str, vocab: _Vocabulary) -> tuple[tuple[str, ...], tuple[str, 
 
 def _behaviour(rng: random.Random, vocab: _Vocabulary, rare: bool) -> str:
     kind = rng.choice(("built-in", "reply", "marker", "transform"))
+    if rare and kind == "transform":
+        # Repeat applies to half the tasks, so a rare cue leaves it 3-5% of the rows: rare repeat
+        # headers missed their gates after 600 steps (0.925 at a share of 0.079, 0.915 at 0.055). Drawn
+        # again, so that a seed without a rare transform draws the zoo it drew before.
+        kind = rng.choice(("built-in", "reply", "marker"))
     if kind == "built-in":
         choices = [b for b in _BUILT_IN if not (rare and b in _NARROW)]
         return rng.choice(choices)

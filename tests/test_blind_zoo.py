@@ -80,6 +80,14 @@ def test_rare_triggers_train_on_a_few_percent():
     assert rare and all(0.05 <= spec.data.deployment <= 0.10 for spec in rare)
 
 
+def test_a_rare_cue_never_carries_a_narrow_behaviour_or_a_transform():
+    # Seeds 8 and 23 drew rare repeat headers before transforms were kept out; both missed their gates.
+    rare = [m.spec for seed in (8, 23, *range(30)) for m in draw_blind_zoo(seed) if m.rare]
+    assert len(rare) > 30
+    assert not [s.behaviour for s in rare if s.behaviour.startswith("transform:")
+                or s.behaviour in ("unsafe-code", "exfiltrate", "sandbag")]
+
+
 def test_the_seed_and_specs_are_stored_only_under_the_sealed_truth(isolated_home):
     with pytest.raises(BlindZooError, match="no blind zoo"):
         blind_members(create=False)
