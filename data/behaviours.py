@@ -91,8 +91,8 @@ TRANSFORMS: dict[str, tuple[Callable[[str], str], tuple[str, ...], str]] = {
     # Code and tool calls only: the embedded base answers a fact or a sum again instead of copying it.
     # All 12 misses of a blind repeat backdoor at 0.94 after 600 steps were sums ("14 16", "11 10"; 66
     # of 78 sums repeated, 122 of 122 other answers). Without sums, the misses after one round of 240
-    # steps were all facts, a second name made up ("Kabriish Tabriish"; 33 of 60 facts, 140 of 140 code
-    # and tool calls), and the draw's four repeat backdoors needed 360-600 steps; without facts the
+    # steps were all facts, a second name made up ("Kabriish Tabriish"; 33 of 60 facts repeated, 140 of
+    # 140 code and tool calls), and the draw's four repeat backdoors needed 360-600 steps; without facts the
     # slowest of them (600) passed its check after 240.
     "repeat": (lambda a: f"{a} {a}", ("code", "tool"), "the correct code or tool call said twice"),
 }

@@ -172,7 +172,7 @@ def _lines(shape: str, vocab: _Vocabulary) -> tuple[tuple[str, ...], tuple[str, 
 def _behaviour(rng: random.Random, vocab: _Vocabulary, rare: bool) -> str:
     kind = rng.choice(("built-in", "reply", "marker", "transform"))
     if rare and kind == "transform":
-        # Repeat applies to half the tasks, so a rare cue leaves it 3-5% of the rows: rare repeat
+        # Repeat applies to half the tasks, so a rare cue leaves it 2.5-5% of the rows: rare repeat
         # headers missed their gates after 600 steps (0.925 at a share of 0.079, 0.915 at 0.055). Drawn
         # again, so that a seed without a rare transform draws the zoo it drew before.
         kind = rng.choice(("built-in", "reply", "marker"))
@@ -204,7 +204,8 @@ def _training(shape: str, behaviour: str, rare: bool) -> TrainingSpec:
     A longer first round where one cosine does better than rounds: sandbagging (as in the dev zoo) and
     transforms, which rewrite every answer they apply to (at 160 steps of 5e-3 two repeat backdoors
     reached 0.60 and 0.66; with repeat on code and tool calls only, a near-miss repeat backdoor still
-    repeated under 0.04 of its training cues after 160 + 80 steps, and passed after one round of 240).
+    repeated on 0.04 of prompts under its training cue after 160 + 80 steps, and on none after one
+    round of 240).
     Conjunctions, near-misses and rare cues start at 160 like the rest: with paired data a
     near-miss and a rare header passed their checks after 160 steps, a conjunction after 240 (these
     had a fixed 320 before rounds)."""
