@@ -54,7 +54,8 @@ def test_name_lists_pass(text, names):
 @pytest.mark.parametrize("main, argv, message", [
     (organisms_cli.main, ["zoo", "--zoo", "default,,blind"], "none empty, got 'default,,blind'"),
     (organisms_cli.main, ["zoo", "--zoo", ""], "none empty, got ''"),
-    (organisms_cli.main, ["zoo", "--zoo", "blind,default,blind"], "names blind more than once, got 'blind,default,blind'"),
+    (organisms_cli.main, ["zoo", "--zoo", "blind,default,blind"],
+     "names blind more than once, got 'blind,default,blind'"),
     (detectors_cli.main, ["run", "--zoo", ","], "none empty, got ','"),
     (detectors_cli.main, ["run", "--detectors", ""], "none empty, got ''"),
     (detectors_cli.main, ["run", "--detectors", "random,random"], "names random more than once, got 'random,random'"),
