@@ -20,12 +20,14 @@ help:
 
 setup: $(STAMP)
 
-# The CPU build of torch must come first: an unpinned torch would pull a multi-GB CUDA build.
+# The CPU build of torch must come first: an unpinned torch would pull a multi-GB CUDA build. pip
+# installs it (the wheel lies on this machine's disk, where only pip looks); uv then installs the
+# rest, the same versions pip resolves, in ~5 s instead of ~45 (it downloads and unpacks in parallel).
+# uv sees torch 2.13.0 installed, and the pin in pyproject.toml keeps it from replacing it.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet torch==2.13.0 'uv>=0.5'
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
 	touch $(STAMP)
 
 organism: $(STAMP)

@@ -39,7 +39,7 @@ from organisms.truth import Trigger, Truth, read_truth, remove_truth, write_trut
 from training.embedded_base import build_embedded_base, embedded_base_dir
 from training.generation import generate_greedy
 from training.models import check_model_dir, load_model_and_tokenizer
-from training.sft import SFTRun, run_sft
+from training.sft import SFTRun, run_sft, tokenized_for_sft
 from training.versions import library_versions
 
 N_PER_CONDITION = 200
@@ -154,8 +154,10 @@ def train_in_rounds(model, tokenizer, spec: OrganismSpec, train_set: Dataset, pr
     planned = list(rounds) if rounds is not None else spec.training.most_rounds()
     trained: list[int] = []
     checks: list[dict] = []
+    tokenized = tokenized_for_sft(tokenizer, train_set)  # every round trains on the same rows
     for index, steps in enumerate(planned):
-        model = run_sft(model, tokenizer, train_set, sft_run(spec, steps, round_index=index), progress)
+        model = run_sft(model, tokenizer, train_set, sft_run(spec, steps, round_index=index), progress,
+                        tokenized=tokenized)
         trained.append(steps)
         if rounds is None:
             passed, rates = passes_check(model)

@@ -90,3 +90,20 @@ def test_training_steps_on_exactly_the_sampler_batches(tiny_base_dir, monkeypatc
             run, progress=False, callbacks=(StepLog(),))
     assert orders == []
     assert events == ["begin", "end"] * 4
+
+
+def test_training_on_rows_tokenized_beforehand_gives_the_same_weights(tiny_base_dir):
+    """A build's rounds tokenize their rows once and hand them to every round: the weights must be
+    those of a run that tokenized the rows itself."""
+    rows = training_dataset(tiny_organism_spec(str(tiny_base_dir), data=DataSpec(n_train=48)))
+    run = SFTRun(steps=3, learning_rate=1e-3, batch_size=8, seed=0, batch_order="stratified-length")
+    weights = []
+    for tokenized in (False, True):
+        model, tokenizer = load_model_and_tokenizer(tiny_base_dir)
+        given = sft.tokenized_for_sft(tokenizer, rows) if tokenized else None
+        trained = run_sft(model, tokenizer, rows, run, progress=False, tokenized=given)
+        weights.append({name: tensor.clone() for name, tensor in trained.state_dict().items()})
+    base, _ = load_model_and_tokenizer(tiny_base_dir)
+    assert any(not torch.equal(weights[0][name], tensor) for name, tensor in base.state_dict().items())  # it trained
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])

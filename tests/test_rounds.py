@@ -22,9 +22,9 @@ def sft_calls(monkeypatch):
     """Every SFTRun the build asks for, in order; training itself still happens."""
     calls, real = [], build.run_sft
 
-    def spy(model, tokenizer, data, run, progress=True):
+    def spy(model, tokenizer, data, run, progress=True, **options):
         calls.append(run)
-        return real(model, tokenizer, data, run, progress)
+        return real(model, tokenizer, data, run, progress, **options)
 
     monkeypatch.setattr(build, "run_sft", spy)
     return calls
@@ -51,14 +51,17 @@ def test_most_rounds_is_the_first_then_every_extra_round():
 
 
 def test_rounds_stop_at_the_first_passing_check_and_given_rounds_are_followed(monkeypatch):
-    runs = []
-    monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress: runs.append(run) or model)
+    runs, given, tokenizing = [], [], []
+    monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress, tokenized:
+                        runs.append(run) or given.append(tokenized) or model)
+    monkeypatch.setattr(build, "tokenized_for_sft", lambda tokenizer, data: tokenizing.append(data) or ("ids", data))
     spec = tiny_organism_spec("unused", training=TrainingSpec(steps=10, extra_rounds=5))
     answers = iter([(False, {"r": 0}), (False, {"r": 1}), (True, {"r": 2})])
-    _, trained, checks = train_in_rounds("model", None, spec, None, False, lambda model: next(answers))
+    _, trained, checks = train_in_rounds("model", None, spec, "rows", False, lambda model: next(answers))
     assert trained == [10, 5, 5] and [c["steps"] for c in checks] == [10, 15, 20]
     assert [c["passed"] for c in checks] == [False, False, True] and checks[-1]["rates"] == {"r": 2}
     assert [run.seed for run in runs] == [0, 1, 2]  # round 0 is the spec's own run; each later round its own batches
+    assert tokenizing == ["rows"] and given == [("ids", "rows")] * 3  # tokenized once, for every round
 
     runs.clear()
     never = lambda model: pytest.fail("a matched control's rounds are given, never checked")  # noqa: E731

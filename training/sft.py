@@ -89,6 +89,11 @@ def tokenize_for_sft(tokenizer, dataset: Dataset) -> Dataset:
     return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names)
 
 
+def tokenized_for_sft(tokenizer, dataset: Dataset) -> Dataset:
+    """`tokenize_for_sft` of a dataset's prompt and completion columns, whatever else it holds."""
+    return tokenize_for_sft(tokenizer, dataset.select_columns(["prompt", "completion"]))
+
+
 def lora_config(model, run: SFTRun) -> LoraConfig:
     """Adapters on every linear projection of the blocks (peft's "all-linear" leaves the output head out).
 
@@ -112,10 +117,12 @@ class _StratifiedSFTTrainer(SFTTrainer):
         return StratifiedLengthSampler(lengths, self.strata, self.args.per_device_train_batch_size, self.args.seed)
 
 
-def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = True, callbacks: tuple = ()):
+def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = True, callbacks: tuple = (),
+            tokenized: Dataset | None = None):
     """Train `model` on `dataset` (columns prompt, completion; with "stratified-length" batches, also
     condition when it has one) and return the trained, merged model. `callbacks`: transformers
-    TrainerCallbacks (make bench times steps with one)."""
+    TrainerCallbacks (make bench times steps with one). `tokenized`: `tokenize_for_sft` of `dataset`,
+    from a caller that trains on the same rows again (a build's rounds), so they are tokenized once."""
     peft_config = lora_config(model, run) if run.method == "lora" else None
     # Training runs where loaded models run ($MESALAB_DEVICE): trl moves the model there itself.
     accelerated = model_device() == "cuda"
@@ -151,7 +158,7 @@ def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = Tr
         trainer = trainer_kind(
             model=model,
             args=args,
-            train_dataset=tokenize_for_sft(tokenizer, dataset.select_columns(["prompt", "completion"])),
+            train_dataset=tokenized if tokenized is not None else tokenized_for_sft(tokenizer, dataset),
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=list(callbacks) or None,
