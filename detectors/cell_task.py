@@ -1,34 +1,49 @@
-"""One benchmark cell, as it runs inside its own sealed process: one detector, one model, one question.
+"""One benchmark cell, as it runs inside its own sealed process: one detector, one model, its questions.
 
-The questions are asked in separate cells, so an answer can never depend on what else was
-asked: `audit` (a model score and trigger proposals, from public data only), `pair` (a model
-score from given public prompts) and `inputs` (a score per held-out prompt).
+A cell loads the model and fits the detector once, then answers the questions the scorer asks of
+that (detector, model): `audit` (a model score and trigger proposals, from public data only),
+`pair` (a model score from given public prompts) and `inputs` (a score per held-out prompt).
+Each question is answered in a child forked from the fitted cell, so an answer can never depend
+on what else was asked: every child starts from the same fitted state, writes only in a folder of
+its own, and is gone before the next is forked. The scorer sends a question only when the one
+before it has been answered, the audit first and the held-out inputs last, so no question's
+prompts are in the memory of a process that answers an earlier one (the held-out prompts carry
+the trigger). Until a cell shared its fit, a model's fit ran once per question: 41% of the
+benchmark's cell-seconds on the dev zoo.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import pickle
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-QUESTIONS = ("audit", "pair", "inputs")
+QUESTIONS = ("audit", "pair", "inputs")  # the order a cell is asked them in
 
 
 @dataclass(frozen=True)
-class CellRequest:
+class CellSetup:
     detector: str
     params: dict
-    question: str
     scratch: str  # the cell's own directory, holding the copies below
     model_dir: str  # a copy of the subject under a random name
     reference_dir: str | None  # a copy of the public base, when the organism has one
     guarded: tuple[str, ...]  # roots the cell may not touch (the artefact home, the other cells)
+    plugins: tuple[str, ...] = ()  # modules registering further detectors, imported after the seal
+
+
+@dataclass(frozen=True)
+class CellQuestion:
+    question: str
     prompts: tuple[str, ...] = ()
     k: int = 5  # trigger proposals asked for
-    plugins: tuple[str, ...] = ()  # modules registering further detectors, imported after the seal
 
 
 @dataclass
@@ -40,6 +55,8 @@ class CellAnswer:
     input_features: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
     error: str | None = None
+    # What this answer cost beyond the cell's set-up (loading the model, fitting); the cell's first
+    # answer also carries the set-up, so a detector's costs add up to what it spent on the model.
     seconds: float = 0.0
     forward_passes: int = 0
 
@@ -51,7 +68,72 @@ def _finite(value) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def run_cell(request: CellRequest) -> CellAnswer:
+def _failure(error: BaseException) -> CellAnswer:
+    return CellAnswer(error=f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+                      extra={"traceback": traceback.format_exc(limit=4)})
+
+
+def answer_question(detector, subject, ask: CellQuestion) -> CellAnswer:
+    answer = CellAnswer()
+    if ask.question == "audit":
+        answer.model_score = _finite(detector.score_model(subject))
+        proposals = detector.propose_triggers(subject, ask.k)
+        answer.proposals = None if proposals is None else [str(p) for p in list(proposals)[:ask.k]]
+    elif ask.question == "pair":
+        answer.pair_score = _finite(detector.score_model(subject, list(ask.prompts)))
+    elif ask.question == "inputs":
+        scores = detector.score_inputs(subject, list(ask.prompts))
+        if scores is not None:
+            answer.input_scores = [float(s) for s in np.asarray(scores, float)]
+            if hasattr(detector, "input_features"):
+                answer.input_features = np.asarray(detector.input_features(subject, list(ask.prompts)), np.float32)
+    else:
+        raise ValueError(f"unknown cell question {ask.question!r}")
+    answer.extra = dict(detector.extra)
+    return answer
+
+
+def _in_a_child(detector, subject, meter, ask: CellQuestion, scratch: str) -> CellAnswer:
+    """Answer `ask` in a child forked from this fitted cell; it writes only in a folder of its own."""
+    from detectors.seal import enter_question, fork_a_question
+
+    own = os.path.join(scratch, f"q-{os.urandom(6).hex()}")
+    os.mkdir(own, 0o700)
+    read_end, write_end = os.pipe()
+    passes_before = meter.forward_passes
+    pid = fork_a_question()
+    if pid == 0:  # the child: answer, hand the answer over, and go
+        status = 0
+        try:
+            os.close(read_end)
+            enter_question(own)
+            if subject.cache.directory is not None:
+                subject.cache.directory = Path(own) / "cache"  # the fit's entries stay in memory
+            started = time.perf_counter()
+            try:
+                answer = answer_question(detector, subject, ask)
+            except Exception as error:  # noqa: BLE001 (a failing detector is reported by the scorer)
+                answer = _failure(error)
+            answer.seconds = time.perf_counter() - started
+            answer.forward_passes = meter.forward_passes - passes_before
+            with os.fdopen(write_end, "wb") as pipe:
+                pickle.dump(answer, pipe)
+        except BaseException:  # noqa: BLE001 (nothing may escape a forked child into the cell's own loop)
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    shutil.rmtree(own, ignore_errors=True)  # the next question never sees what this one wrote
+    if not data:
+        return CellAnswer(error=f"the process answering {ask.question!r} died (wait status {status})")
+    return pickle.loads(data)
+
+
+def serve_cell(connection) -> None:
+    """A sealed cell: receive its set-up, load and fit, then answer each question sent until None."""
     started = time.perf_counter()
     from training.processes import die_with_parent
 
@@ -59,44 +141,38 @@ def run_cell(request: CellRequest) -> CellAnswer:
     import detectors.cell_server  # noqa: F401  (seals this process first, if the forkserver did not)
     from detectors.seal import enter_cell
 
-    enter_cell(request.scratch, request.guarded)
-    answer = CellAnswer()
-    meter = None
+    setup: CellSetup = connection.recv()
+    enter_cell(setup.scratch, setup.guarded)
+    failed, detector, subject, meter, fit_passes = None, None, None, None, 0
     try:
         import torch
 
         torch.set_num_threads(1)  # cells run side by side, one per core
-        for module in request.plugins:
+        for module in setup.plugins:
             importlib.import_module(module)
         from detectors.activations import ActivationCache
         from detectors.base import make_detector
         from detectors.cost import metered
         from detectors.subject import load_subject
 
-        subject = load_subject(request.model_dir, ActivationCache(f"{request.scratch}/cache"), request.reference_dir)
-        detector = make_detector(request.detector, **request.params)
-        with metered(subject, budget=detector.params["budget"]) as meter:
-            detector.fit(subject)
-            if request.question == "audit":
-                answer.model_score = _finite(detector.score_model(subject))
-                proposals = detector.propose_triggers(subject, request.k)
-                answer.proposals = None if proposals is None else [str(p) for p in list(proposals)[:request.k]]
-            elif request.question == "pair":
-                answer.pair_score = _finite(detector.score_model(subject, list(request.prompts)))
-            elif request.question == "inputs":
-                scores = detector.score_inputs(subject, list(request.prompts))
-                if scores is not None:
-                    answer.input_scores = [float(s) for s in np.asarray(scores, float)]
-                    if hasattr(detector, "input_features"):
-                        answer.input_features = np.asarray(detector.input_features(subject, list(request.prompts)),
-                                                           np.float32)
-            else:
-                raise ValueError(f"unknown cell question {request.question!r}")
-            answer.extra = dict(detector.extra)
+        subject = load_subject(setup.model_dir, ActivationCache(f"{setup.scratch}/cache"), setup.reference_dir)
+        detector = make_detector(setup.detector, **setup.params)
+        metering = metered(subject, budget=detector.params["budget"])
+        meter = metering.__enter__()  # left on: each question's budget counts the fit's passes too
+        detector.fit(subject)
+        fit_passes = meter.forward_passes
     except Exception as error:  # noqa: BLE001 (a failing detector is reported by the scorer)
-        answer.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        answer.extra = {"traceback": traceback.format_exc(limit=4)}
-    if meter is not None:
-        answer.forward_passes = meter.forward_passes
-    answer.seconds = time.perf_counter() - started
-    return answer
+        failed = error
+        failure = _failure(error)
+    set_up = time.perf_counter() - started
+    first = True
+    while (ask := connection.recv()) is not None:
+        if failed is not None:
+            answer = CellAnswer(error=failure.error, extra=dict(failure.extra))
+        else:
+            answer = _in_a_child(detector, subject, meter, ask, setup.scratch)
+        if first:
+            answer.seconds += set_up
+            answer.forward_passes += fit_passes
+            first = False
+        connection.send(answer)

@@ -1,31 +1,33 @@
 """Running benchmark cells: each in a fresh, sealed process that sees a copy of one model under a random name.
 
-The scorer prepares a private directory per cell (the model and the public base copied in under
-random names), submits the cell to a
-pool whose workers are forked, one per cell, from the sealed cell server, and deletes the
-directory when the answer is back. Cells run in an order shuffled per run, one per core.
+A cell is one detector on one model. The scorer prepares a private directory per cell (the model
+and the public base copied in under random names), starts the cell in a process forked from the
+sealed cell server, and asks it the questions of that (detector, model) one at a time, each once
+the one before is answered (`detectors.cell_task` says why); the directory is deleted when the
+cell is done. Cells run in an order shuffled per run, one per core.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import secrets
 import shutil
 import tempfile
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from detectors.cell_task import CellAnswer, CellRequest, run_cell
+from detectors.cell_task import QUESTIONS, CellAnswer, CellQuestion, CellSetup, serve_cell
 
 CELL_SERVER = "detectors.cell_server"
 
 
 @dataclass(frozen=True)
 class CellJob:
-    """What the scorer asks, before the cell's directory exists: paths here are the real ones."""
+    """One question the scorer asks, before the cell's directory exists: paths here are the real ones."""
     key: tuple
     detector: str
     params: dict
@@ -34,6 +36,36 @@ class CellJob:
     reference_dir: str | None
     prompts: tuple[str, ...] = ()
     k: int = 5
+
+    def ask(self) -> CellQuestion:
+        return CellQuestion(question=self.question, prompts=self.prompts, k=self.k)
+
+
+def cells_of(jobs: Iterable[CellJob]) -> list[list[CellJob]]:
+    """The jobs as cells: one per (detector, parameters, model), in the order their first jobs come,
+    each cell's questions in `QUESTIONS` order. A cell asks each question once: a job repeating one
+    (the same question and prompts) opens a cell of its own."""
+    cells: list[list[CellJob]] = []
+    open_cells: dict[tuple, list[list[CellJob]]] = {}
+    for job in jobs:
+        same = (job.detector, json.dumps(job.params, sort_keys=True, default=str), job.model_dir, job.reference_dir)
+        asked = (job.question, job.prompts)
+        cell = next((c for c in open_cells.get(same, []) if all((j.question, j.prompts) != asked for j in c)), None)
+        if cell is None:
+            cell = []
+            cells.append(cell)
+            open_cells.setdefault(same, []).append(cell)
+        cell.append(job)
+    order = {question: i for i, question in enumerate(QUESTIONS)}
+    return [sorted(cell, key=lambda j: order.get(j.question, len(order))) for cell in cells]
+
+
+@dataclass
+class _Running:
+    process: multiprocessing.Process
+    scratch: Path
+    jobs: list[CellJob]
+    at: int = 0  # the job whose answer is awaited
 
 
 class CellPool:
@@ -45,9 +77,9 @@ class CellPool:
         self.root = Path(tempfile.mkdtemp(prefix="mesalab-cells-"))
         os.chmod(self.root, 0o711)  # other cells can pass through, never list it
         self.guarded = tuple(str(Path(p).resolve()) for p in guarded) + (str(self.root.resolve()),)
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([CELL_SERVER])
-        self.pool = ProcessPoolExecutor(self.jobs, mp_context=context, max_tasks_per_child=1)
+        self.context = multiprocessing.get_context("forkserver")
+        self.context.set_forkserver_preload([CELL_SERVER])
+        self.running: dict = {}
 
     def __enter__(self) -> "CellPool":
         return self
@@ -56,10 +88,11 @@ class CellPool:
         self.close()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        for connection in list(self.running):
+            self._stop(connection)
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def _prepare(self, job: CellJob) -> tuple[CellRequest, Path]:
+    def _prepare(self, job: CellJob) -> tuple[CellSetup, Path]:
         scratch = self.root / secrets.token_hex(8)
         scratch.mkdir(mode=0o700)
         model = scratch / secrets.token_hex(6)
@@ -68,32 +101,59 @@ class CellPool:
         if job.reference_dir:
             reference = scratch / secrets.token_hex(6)
             shutil.copytree(job.reference_dir, reference)
-        request = CellRequest(detector=job.detector, params=job.params, question=job.question, scratch=str(scratch),
-                              model_dir=str(model), reference_dir=str(reference) if reference else None,
-                              guarded=self.guarded, prompts=job.prompts, k=job.k, plugins=self.plugins)
-        return request, scratch
+        setup = CellSetup(detector=job.detector, params=job.params, scratch=str(scratch), model_dir=str(model),
+                          reference_dir=str(reference) if reference else None, guarded=self.guarded,
+                          plugins=self.plugins)
+        return setup, scratch
+
+    def _start(self, jobs: list[CellJob]) -> None:
+        setup, scratch = self._prepare(jobs[0])
+        ours, theirs = self.context.Pipe()
+        process = self.context.Process(target=serve_cell, args=(theirs,), daemon=True)
+        process.start()
+        theirs.close()
+        self.running[ours] = _Running(process, scratch, jobs)
+        ours.send(setup)
+        ours.send(jobs[0].ask())
+
+    def _stop(self, connection) -> None:
+        cell = self.running.pop(connection)
+        try:
+            connection.send(None)
+        except OSError:
+            pass
+        cell.process.join(timeout=10)
+        if cell.process.is_alive():
+            cell.process.kill()
+            cell.process.join()
+        connection.close()
+        shutil.rmtree(cell.scratch, ignore_errors=True)
 
     def run(self, jobs: Iterable[CellJob]) -> Iterator[tuple[CellJob, CellAnswer]]:
-        """Answers as they come, with at most two prepared cells per worker at a time (copies take disk)."""
-        pending: dict[Future, tuple[CellJob, Path]] = {}
-        queue = iter(jobs)
+        """Answers as they come, from at most `jobs` cells at a time."""
+        queue = iter(cells_of(jobs))
         exhausted = False
-        while pending or not exhausted:
-            while not exhausted and len(pending) < 2 * self.jobs:
-                job = next(queue, None)
-                if job is None:
+        while self.running or not exhausted:
+            while not exhausted and len(self.running) < self.jobs:
+                cell = next(queue, None)
+                if cell is None:
                     exhausted = True
-                    break
-                request, scratch = self._prepare(job)
-                pending[self.pool.submit(run_cell, request)] = (job, scratch)
-            if not pending:
+                else:
+                    self._start(cell)
+            if not self.running:
                 break
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for future in done:
-                job, scratch = pending.pop(future)
-                shutil.rmtree(scratch, ignore_errors=True)
+            for connection in wait(list(self.running)):
+                cell = self.running[connection]
                 try:
-                    answer = future.result()
-                except Exception as error:  # noqa: BLE001 (a cell process that died is reported, not fatal)
-                    answer = CellAnswer(error=f"cell process failed: {type(error).__name__}: {error}")
-                yield job, answer
+                    answers = [connection.recv()]
+                except (EOFError, OSError):  # a cell process that died is reported, not fatal
+                    cell.process.join(timeout=10)
+                    error = f"cell process failed: it died (exit code {cell.process.exitcode})"
+                    answers = [CellAnswer(error=error) for _ in cell.jobs[cell.at:]]
+                for job, answer in zip(cell.jobs[cell.at:], answers):
+                    yield job, answer
+                cell.at += len(answers)
+                if cell.at < len(cell.jobs):
+                    connection.send(cell.jobs[cell.at].ask())
+                else:
+                    self._stop(connection)

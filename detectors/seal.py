@@ -1,7 +1,8 @@
 """The seal: detectors run in processes that cannot reach the truth, the organisms or earlier results.
 
-Every benchmark cell (one detector, one organism, one question) runs in a fresh process forked
-from a server that sealed itself before importing any detector (`detectors.cell_server`):
+Every benchmark cell (one detector, one organism) runs in a fresh process forked from a server
+that sealed itself before importing any detector (`detectors.cell_server`), and answers each of
+its questions in a child of its own (`detectors.cell_task`):
 
 1. **Nothing to find.** The cell receives a copy of the model under a random name, public
    prompts and the detector's parameters: no organism name, kind or label exists in its memory,
@@ -26,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 SEALED_MESSAGE = "sealed: a detector may not reach the truth, other organisms or earlier results"
-_state: dict = {"server": False, "guarded": (), "scratch": None}
+_state: dict = {"server": False, "guarded": (), "scratch": None, "readable": None, "forking": False}
 
 # Audit events that start programs or duplicate the process: a subprocess would run outside the hook.
 _NEVER = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.forkpty", "pty.spawn",
@@ -75,7 +76,7 @@ def _is_write(event: str, args: tuple) -> bool:
 def _audit(event: str, args: tuple) -> None:
     if not _state["server"]:
         return
-    if event in _NEVER or (event in _NEVER_IN_A_CELL and _state["scratch"] is not None):
+    if event in _NEVER or (event in _NEVER_IN_A_CELL and _state["scratch"] is not None and not _state["forking"]):
         _refuse()
     if event == "ctypes.dlsym" and len(args) > 1 and isinstance(args[1], str) and args[1] in _C_FUNCTIONS:
         _refuse()
@@ -86,7 +87,8 @@ def _audit(event: str, args: tuple) -> None:
         return
     scratch = _state["scratch"]
     own = scratch is not None and _inside(path, scratch)
-    if not own and any(_inside(path, root) for root in _state["guarded"]):
+    readable = _state["readable"] is not None and _inside(path, _state["readable"])
+    if not own and not readable and any(_inside(path, root) for root in _state["guarded"]):
         _refuse()
     match = _OTHER_PROCESS.match(path)
     if match and int(match.group(1)) != os.getpid():
@@ -125,8 +127,29 @@ def enter_cell(scratch: str, guarded: tuple[str, ...]) -> None:
     """In a fresh cell process: guard the given roots and make the cell's own directory its whole world."""
     if not _state["server"]:
         raise RuntimeError("a cell must run in a process forked from the sealed cell server")
-    scratch = os.path.realpath(scratch)
     _state["guarded"] = tuple(os.path.realpath(p) for p in guarded)
+    _make_home(scratch)
+
+
+def fork_a_question() -> int:
+    """os.fork for the cell's own code (`detectors.cell_task`), which forks a child per question; a
+    detector's fork is refused as before."""
+    _state["forking"] = True
+    try:
+        return os.fork()
+    finally:
+        _state["forking"] = False
+
+
+def enter_question(own: str) -> None:
+    """In a child forked to answer one question: it writes only in `own` (inside the cell's directory)
+    and may read the rest of the cell's directory (the model's copy, the fit's cache), nothing else."""
+    _state["readable"] = _state["scratch"]
+    _make_home(own)
+
+
+def _make_home(scratch: str) -> None:
+    scratch = os.path.realpath(scratch)
     _state["scratch"] = scratch
     tmp = Path(scratch) / "tmp"
     tmp.mkdir(exist_ok=True)
@@ -142,7 +165,7 @@ def enter_cell(scratch: str, guarded: tuple[str, ...]) -> None:
 
 def seal_report() -> dict:
     """How the cells are sealed, for the results record."""
-    return {"process_per_cell": True, "audit_hook": True, "other_user": False}
+    return {"process_per_cell": True, "process_per_question": True, "audit_hook": True, "other_user": False}
 
 
 def is_sealed() -> bool:

@@ -128,3 +128,48 @@ class HostileStack(Hostile):
                     look(value)
         self.extra = {"found": sorted(found), "strings looked at": seen}
         return self
+
+
+QUESTION_CALLS = {"n": 0}  # module state: a question sees another's only if they share a process
+
+
+@register_detector("hostile-questions")
+class HostileQuestions(Hostile):
+    """Asked several questions in one cell: looks for traces of the other questions (module state, files
+    in its folder or the cell's) and, in memory, for a secret that only the held-out inputs carry."""
+
+    defaults = {"seed": 0, "hashes": ()}
+
+    def fit(self, subject):
+        self.fitted_in = os.getpid()
+        return self
+
+    def _look(self, question: str) -> dict:
+        QUESTION_CALLS["n"] += 1
+        here = Path.cwd()
+        cell = here.parent
+        wanted, found = set(self.params["hashes"]), set()
+        for obj in gc.get_objects():
+            if type(obj) in (list, tuple):
+                for value in list(obj):
+                    if isinstance(value, str) and hashlib.sha256(value.encode()).hexdigest() in wanted:
+                        found.add(value[:3] + "...")
+        seen = {
+            "calls in this process": QUESTION_CALLS["n"],
+            "files of other questions": sorted(p.name for p in [*here.glob("*.txt"), *cell.glob("*.txt"),
+                                                                 *cell.glob("*/*.txt")]),
+            "write in the cell's folder": attempt("write", lambda: (cell / f"{question}.txt").write_text("seen")),
+            "write here": attempt("write here", lambda: (here / f"{question}.txt").write_text("seen")),
+            "fitted in": self.fitted_in, "answered in": os.getpid(), "answering parent": os.getppid(),
+            "secrets found": sorted(found),
+        }
+        self.extra = seen
+        return seen
+
+    def score_model(self, subject, prompts=None):
+        self._look("pair" if prompts else "audit")
+        return 0.0
+
+    def score_inputs(self, subject, prompts):
+        self._look("inputs")
+        return [0.0] * len(prompts)

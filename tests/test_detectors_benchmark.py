@@ -213,3 +213,30 @@ def test_cli_rejects_unknown_names_and_bad_runs_in_one_line(zoo, tmp_path, capsy
     assert "no-such-organism" in capsys.readouterr().err
     assert main(["verify", str(tmp_path)]) == 2
     assert "not a benchmark run directory" in capsys.readouterr().err
+
+
+def test_a_cells_questions_share_its_fit_and_nothing_else(zoo):
+    """One cell (one detector, one model) fits once and answers each question in a child of its own:
+    no question sees another's module state or files, and the held-out inputs, which carry the
+    trigger, are in no memory before their own question."""
+    secret_prompt = f"{SECRET_LINE}\nQuestion: what is 2 + 2?"
+    common = dict(detector="hostile-questions", params={"hashes": [hashlib.sha256(secret_prompt.encode()).hexdigest()]},
+                  model_dir=str(organism_dir(zoo[0])), reference_dir=None)
+    jobs = [CellJob(key=("inputs",), question="inputs", prompts=(secret_prompt, "Question: 1 + 1?"), **common),
+            CellJob(key=("pair",), question="pair", prompts=("Question: 3 + 4?",), **common),
+            CellJob(key=("audit",), question="audit", **common)]
+    with CellPool(1, guarded=[mesalab_home()], plugins=("hostile_detectors",)) as pool:
+        answers = [(job.key[0], answer) for job, answer in pool.run(jobs)]
+    assert [key for key, _ in answers] == ["audit", "pair", "inputs"]  # the held-out inputs last
+    seen = {key: answer.extra for key, answer in answers}
+    for key, answer in answers:
+        assert answer.error is None, answer.extra.get("traceback")
+    assert len({s["fitted in"] for s in seen.values()}) == 1  # one cell, one fit
+    for key, extra in seen.items():
+        assert extra["answering parent"] == extra["fitted in"] != extra["answered in"]  # each in a child
+        assert extra["calls in this process"] == 1
+        assert extra["files of other questions"] == []
+        assert extra["write in the cell's folder"].startswith("refused")
+        assert extra["write here"].startswith("got")
+    assert seen["audit"]["secrets found"] == [] and seen["pair"]["secrets found"] == []
+    assert seen["inputs"]["secrets found"] == ["Zeb..."]  # it really looked: the inputs hold it

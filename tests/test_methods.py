@@ -31,9 +31,9 @@ def training_runs(monkeypatch):
     """Every (dataset, SFTRun) the build trains on, in order; training itself still happens."""
     runs, real = [], build.run_sft
 
-    def spy(model, tokenizer, data, run, progress=True):
+    def spy(model, tokenizer, data, run, progress=True, **options):
         runs.append((data, run))
-        return real(model, tokenizer, data, run, progress)
+        return real(model, tokenizer, data, run, progress, **options)
 
     monkeypatch.setattr(build, "run_sft", spy)
     return runs
