@@ -21,6 +21,9 @@ from transformers import conversion_mapping  # noqa: E402
 # transformers compiles its table of checkpoint conversions (~1,000 regular expressions, ~0.2 s) on a
 # process's first model load: done here once, every cell inherits it instead of paying it (1,070 cells a run).
 getattr(conversion_mapping, "get_checkpoint_conversion_mapping", lambda model_type: None)("llama")
+# Each cell loads its model, and transformers drew a "Loading weights" bar for every load: ~750
+# lines of a benchmark's output that said nothing (the scorer's own bar counts the cells).
+transformers.utils.logging.disable_progress_bar()
 
 from detectors.base import load_built_in_detectors  # noqa: E402
 import detectors.cell_task  # noqa: E402,F401

@@ -8,8 +8,8 @@ on what else was asked: every child starts from the same fitted state, writes on
 its own, and is gone before the next is forked. The scorer sends a question only when the one
 before it has been answered, the audit first and the held-out inputs last, so no question's
 prompts are in the memory of a process that answers an earlier one (the held-out prompts carry
-the trigger). Until a cell shared its fit, a model's fit ran once per question: 41% of the
-benchmark's cell-seconds on the dev zoo.
+the trigger). Where models run on CUDA, whose context does not survive a fork, every question
+gets a cell of its own instead, fitted afresh, and answers in it.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ class CellSetup:
     reference_dir: str | None  # a copy of the public base, when the organism has one
     guarded: tuple[str, ...]  # roots the cell may not touch (the artefact home, the other cells)
     plugins: tuple[str, ...] = ()  # modules registering further detectors, imported after the seal
+    # False where models run on CUDA, whose context does not survive a fork: the cell is then asked
+    # one question and answers it itself (the scorer gives every question a cell of its own).
+    fork_questions: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,18 @@ def answer_question(detector, subject, ask: CellQuestion) -> CellAnswer:
     return answer
 
 
+def _here(detector, subject, meter, ask: CellQuestion) -> CellAnswer:
+    """Answer a cell's only question in the cell itself."""
+    started, passes_before = time.perf_counter(), meter.forward_passes
+    try:
+        answer = answer_question(detector, subject, ask)
+    except Exception as error:  # noqa: BLE001 (a failing detector is reported by the scorer)
+        answer = _failure(error)
+    answer.seconds = time.perf_counter() - started
+    answer.forward_passes = meter.forward_passes - passes_before
+    return answer
+
+
 def _in_a_child(detector, subject, meter, ask: CellQuestion, scratch: str) -> CellAnswer:
     """Answer `ask` in a child forked from this fitted cell; it writes only in a folder of its own."""
     from detectors.seal import enter_question, fork_a_question
@@ -100,7 +115,6 @@ def _in_a_child(detector, subject, meter, ask: CellQuestion, scratch: str) -> Ce
     own = os.path.join(scratch, f"q-{os.urandom(6).hex()}")
     os.mkdir(own, 0o700)
     read_end, write_end = os.pipe()
-    passes_before = meter.forward_passes
     pid = fork_a_question()
     if pid == 0:  # the child: answer, hand the answer over, and go
         status = 0
@@ -109,13 +123,7 @@ def _in_a_child(detector, subject, meter, ask: CellQuestion, scratch: str) -> Ce
             enter_question(own)
             if subject.cache.directory is not None:
                 subject.cache.directory = Path(own) / "cache"  # the fit's entries stay in memory
-            started = time.perf_counter()
-            try:
-                answer = answer_question(detector, subject, ask)
-            except Exception as error:  # noqa: BLE001 (a failing detector is reported by the scorer)
-                answer = _failure(error)
-            answer.seconds = time.perf_counter() - started
-            answer.forward_passes = meter.forward_passes - passes_before
+            answer = _here(detector, subject, meter, ask)
             with os.fdopen(write_end, "wb") as pipe:
                 pickle.dump(answer, pipe)
         except BaseException:  # noqa: BLE001 (nothing may escape a forked child into the cell's own loop)
@@ -169,8 +177,12 @@ def serve_cell(connection) -> None:
     while (ask := connection.recv()) is not None:
         if failed is not None:
             answer = CellAnswer(error=failure.error, extra=dict(failure.extra))
-        else:
+        elif setup.fork_questions:
             answer = _in_a_child(detector, subject, meter, ask, setup.scratch)
+        elif first:
+            answer = _here(detector, subject, meter, ask)
+        else:
+            answer = CellAnswer(error="a cell that cannot fork answers one question only")
         if first:
             answer.seconds += set_up
             answer.forward_passes += fit_passes

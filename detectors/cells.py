@@ -41,10 +41,12 @@ class CellJob:
         return CellQuestion(question=self.question, prompts=self.prompts, k=self.k)
 
 
-def cells_of(jobs: Iterable[CellJob]) -> list[list[CellJob]]:
+def cells_of(jobs: Iterable[CellJob], share_fit: bool = True) -> list[list[CellJob]]:
     """The jobs as cells: one per (detector, parameters, model), in the order their first jobs come,
     each cell's questions in `QUESTIONS` order. A cell asks each question once: a job repeating one
-    (the same question and prompts) opens a cell of its own."""
+    (the same question and prompts) opens a cell of its own. Without `share_fit`, a cell per job."""
+    if not share_fit:
+        return [[job] for job in jobs]
     cells: list[list[CellJob]] = []
     open_cells: dict[tuple, list[list[CellJob]]] = {}
     for job in jobs:
@@ -71,9 +73,15 @@ class _Running:
 class CellPool:
     """Fresh sealed processes for cells; use as a context manager."""
 
-    def __init__(self, jobs: int, guarded: Iterable[str | Path], plugins: tuple[str, ...] = ()):
+    def __init__(self, jobs: int, guarded: Iterable[str | Path], plugins: tuple[str, ...] = (),
+                 share_fit: bool | None = None):
+        from training.models import model_device
+
         self.jobs = max(1, jobs)
         self.plugins = plugins
+        # A cell answers its questions in forked children, and a CUDA context does not survive a fork:
+        # where cells put their models on the GPU, each question gets a cell (and a fit) of its own.
+        self.share_fit = model_device() != "cuda" if share_fit is None else share_fit
         self.root = Path(tempfile.mkdtemp(prefix="mesalab-cells-"))
         os.chmod(self.root, 0o711)  # other cells can pass through, never list it
         self.guarded = tuple(str(Path(p).resolve()) for p in guarded) + (str(self.root.resolve()),)
@@ -103,7 +111,7 @@ class CellPool:
             shutil.copytree(job.reference_dir, reference)
         setup = CellSetup(detector=job.detector, params=job.params, scratch=str(scratch), model_dir=str(model),
                           reference_dir=str(reference) if reference else None, guarded=self.guarded,
-                          plugins=self.plugins)
+                          plugins=self.plugins, fork_questions=self.share_fit)
         return setup, scratch
 
     def _start(self, jobs: list[CellJob]) -> None:
@@ -131,7 +139,7 @@ class CellPool:
 
     def run(self, jobs: Iterable[CellJob]) -> Iterator[tuple[CellJob, CellAnswer]]:
         """Answers as they come, from at most `jobs` cells at a time."""
-        queue = iter(cells_of(jobs))
+        queue = iter(cells_of(jobs, self.share_fit))
         exhausted = False
         while self.running or not exhausted:
             while not exhausted and len(self.running) < self.jobs:

@@ -15,7 +15,7 @@ import pytest
 from data.store import mesalab_home
 from detectors.__main__ import main
 from detectors.benchmark import run_benchmark
-from detectors.cells import CellJob, CellPool
+from detectors.cells import CellJob, CellPool, cells_of
 from detectors.labelling import elicitation, label_outputs
 from detectors.protocol import BenchmarkConfig, input_set, pair_candidates, recovery_set
 from detectors.verify import verify_run
@@ -240,3 +240,17 @@ def test_a_cells_questions_share_its_fit_and_nothing_else(zoo):
         assert extra["write here"].startswith("got")
     assert seen["audit"]["secrets found"] == [] and seen["pair"]["secrets found"] == []
     assert seen["inputs"]["secrets found"] == ["Zeb..."]  # it really looked: the inputs hold it
+
+
+def test_without_a_shared_fit_every_question_gets_a_cell_of_its_own(zoo):
+    """Where cells cannot fork (models on CUDA), each question is a cell, fitted afresh, answered in it."""
+    common = dict(detector="hostile-questions", params={"hashes": []}, model_dir=str(organism_dir(zoo[0])),
+                  reference_dir=None)
+    jobs = [CellJob(key=("audit",), question="audit", **common),
+            CellJob(key=("pair",), question="pair", prompts=("Question: 3 + 4?",), **common)]
+    assert cells_of(jobs, share_fit=False) == [[jobs[0]], [jobs[1]]] and cells_of(jobs) == [jobs]
+    with CellPool(1, guarded=[mesalab_home()], plugins=("hostile_detectors",), share_fit=False) as pool:
+        seen = [answer.extra for _, answer in pool.run(jobs)]
+    assert all(extra["answered in"] == extra["fitted in"] for extra in seen)  # in the cell itself
+    assert seen[0]["fitted in"] != seen[1]["fitted in"]  # two cells, two fits
+    assert all(extra["calls in this process"] == 1 for extra in seen)

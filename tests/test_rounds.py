@@ -148,8 +148,8 @@ def test_the_check_reads_none_of_the_gates_prompts_nor_training_prompts():
     training = set(training_dataset(spec)["prompt"])
     gate = eval_sets(spec, 60, training)
     check = check_sets(spec, check_size(60), training, gate)
-    assert check_size(200) == 100 and check_size(1) == 1
-    assert all(len(d) == 30 for d in check.by_condition.values()) and len(check.clean) == 30
+    assert check_size(200) == 200 and check_size(1) == 1  # as large as the gate: a smaller check was too lucky
+    assert all(len(d) == 60 for d in check.by_condition.values()) and len(check.clean) == 60
     assert not prompts_of(check) & prompts_of(gate) and not prompts_of(check) & training
 
 
