@@ -343,7 +343,8 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
         jobs = cell_jobs(members, detector_names, params, prompts_of, pair_rows, config)
         order_seed = secrets.randbits(64)
         t = time.time()
-        _say(f"  {len(jobs)} sealed cells, {config.jobs} at a time")
+        _say(f"  {len(jobs)} questions to {len({(j.detector, j.model_dir) for j in jobs})} sealed cells, "
+             f"{config.jobs} at a time")
         answers = run_cells(jobs, config, order_seed)
         timings["cells"] = round(time.time() - t, 1)
         t = time.time()

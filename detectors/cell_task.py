@@ -156,6 +156,13 @@ def serve_cell(connection) -> None:
         import torch
 
         torch.set_num_threads(1)  # cells run side by side, one per core
+        from tqdm import tqdm
+
+        # tqdm makes its lock (a named semaphore) in the first process that draws a bar; a question's
+        # child exits without running finalizers, so a lock made there was left for the resource
+        # tracker to clean up (444 "leaked semaphore objects" after one benchmark). Made here, it is
+        # inherited.
+        tqdm.get_lock()
         for module in setup.plugins:
             importlib.import_module(module)
         from detectors.activations import ActivationCache

@@ -132,7 +132,7 @@ def report_text(results: dict, plots: list[str]) -> str:
     for m in members.values():
         counts[m["zoo"]][m["kind"]] = counts[m["zoo"]].get(m["kind"], 0) + 1
     parts = [f"# Detector benchmark {results['run_id']}", "",
-             f"Seed {results['settings']['seed']}; {results['cells']} sealed cells; {results['seconds']} s in all "
+             f"Seed {results['settings']['seed']}; {results['cells']} answers from sealed cells; {results['seconds']} s in all "
              f"(labelling {results['timings']['labelling']} s, cells {results['timings']['cells']} s, "
              f"recovery {results['timings']['recovery']} s).", ""]
     if results["unbuilt"]:
