@@ -97,7 +97,7 @@ def answer_question(detector, subject, ask: CellQuestion) -> CellAnswer:
 
 
 def _here(detector, subject, meter, ask: CellQuestion) -> CellAnswer:
-    """Answer a cell's only question in the cell itself."""
+    """Answer `ask` in this process: a question child, or a cell that cannot fork."""
     started, passes_before = time.perf_counter(), meter.forward_passes
     try:
         answer = answer_question(detector, subject, ask)
