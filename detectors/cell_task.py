@@ -120,6 +120,9 @@ def _in_a_child(detector, subject, meter, ask: CellQuestion, scratch: str) -> Ce
         status = 0
         try:
             os.close(read_end)
+            from training.processes import die_with_parent
+
+            die_with_parent()  # a killed cell takes its question's child with it
             enter_question(own)
             if subject.cache.directory is not None:
                 subject.cache.directory = Path(own) / "cache"  # the fit's entries stay in memory
