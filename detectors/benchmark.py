@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from data.cues import cue_library
 from data.store import mesalab_home
 from detectors.base import DETECTORS, Detector, load_built_in_detectors, make_detector
-from detectors.cells import CellJob, CellPool
+from detectors.cells import CellJob, CellPool, cells_of
 from detectors.labelling import elicitation, label_outputs, outputs_of, trusted_pool
 from detectors.protocol import (BenchmarkConfig, Member, clean_proposal, input_set, monitor_source,
                                 monitored_behaviour, pair_candidates, recovery_set)
@@ -181,6 +181,7 @@ def run_cells(jobs: list[CellJob], config: BenchmarkConfig, order_seed: int) -> 
         return run_cells_on_ray(jobs, config)
     answers = {}
     with CellPool(config.jobs, guarded=[mesalab_home()], plugins=config.plugins) as pool:
+        _say(f"  {len(cells_of(jobs, pool.share_fit))} sealed cells, {config.jobs} at a time")
         for job, answer in tqdm(pool.run(jobs), total=len(jobs), desc="sealed cells", leave=False):
             if answer.error and config.strict:
                 raise RuntimeError(f"{job.key}: {answer.error}\n{answer.extra.get('traceback', '')}")
@@ -343,8 +344,7 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
         jobs = cell_jobs(members, detector_names, params, prompts_of, pair_rows, config)
         order_seed = secrets.randbits(64)
         t = time.time()
-        _say(f"  {len(jobs)} questions to {len({(j.detector, j.model_dir) for j in jobs})} sealed cells, "
-             f"{config.jobs} at a time")
+        _say(f"  {len(jobs)} questions for the sealed cells")
         answers = run_cells(jobs, config, order_seed)
         timings["cells"] = round(time.time() - t, 1)
         t = time.time()

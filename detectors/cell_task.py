@@ -143,6 +143,45 @@ def _in_a_child(detector, subject, meter, ask: CellQuestion, scratch: str) -> Ce
     return pickle.loads(data)
 
 
+def _serve(connection, answer, set_up: float, fit_passes: int) -> None:
+    """Send `answer(question, first)` for each question received until None; the first answer also
+    carries the cell's set-up (loading, fitting)."""
+    first = True
+    while (ask := connection.recv()) is not None:
+        reply = answer(ask, first)
+        if first:
+            reply.seconds += set_up
+            reply.forward_passes += fit_passes
+            first = False
+        connection.send(reply)
+
+
+def _as_answer(failure: CellAnswer) -> CellAnswer:
+    return CellAnswer(error=failure.error, extra=dict(failure.extra))
+
+
+def _loaded(setup: CellSetup):
+    """(subject, detector) of a cell, its plugins imported, one torch thread."""
+    import torch
+
+    torch.set_num_threads(1)  # cells run side by side, one per core
+    from tqdm import tqdm
+
+    # tqdm makes its lock (a named semaphore) in the first process that draws a bar; a question's
+    # child exits without running finalizers, so a lock made there was left for the resource
+    # tracker to clean up (444 "leaked semaphore objects" after one benchmark). Made here, it is
+    # inherited.
+    tqdm.get_lock()
+    for module in setup.plugins:
+        importlib.import_module(module)
+    from detectors.activations import ActivationCache
+    from detectors.base import make_detector
+    from detectors.subject import load_subject
+
+    subject = load_subject(setup.model_dir, ActivationCache(f"{setup.scratch}/cache"), setup.reference_dir)
+    return subject, make_detector(setup.detector, **setup.params)
+
+
 def serve_cell(connection) -> None:
     """A sealed cell: receive its set-up, load and fit, then answer each question sent until None."""
     started = time.perf_counter()
@@ -154,47 +193,29 @@ def serve_cell(connection) -> None:
 
     setup: CellSetup = connection.recv()
     enter_cell(setup.scratch, setup.guarded)
-    failed, detector, subject, meter, fit_passes = None, None, None, None, 0
     try:
-        import torch
-
-        torch.set_num_threads(1)  # cells run side by side, one per core
-        from tqdm import tqdm
-
-        # tqdm makes its lock (a named semaphore) in the first process that draws a bar; a question's
-        # child exits without running finalizers, so a lock made there was left for the resource
-        # tracker to clean up (444 "leaked semaphore objects" after one benchmark). Made here, it is
-        # inherited.
-        tqdm.get_lock()
-        for module in setup.plugins:
-            importlib.import_module(module)
-        from detectors.activations import ActivationCache
-        from detectors.base import make_detector
-        from detectors.cost import metered
-        from detectors.subject import load_subject
-
-        subject = load_subject(setup.model_dir, ActivationCache(f"{setup.scratch}/cache"), setup.reference_dir)
-        detector = make_detector(setup.detector, **setup.params)
-        metering = metered(subject, budget=detector.params["budget"])
-        meter = metering.__enter__()  # left on: each question's budget counts the fit's passes too
-        detector.fit(subject)
-        fit_passes = meter.forward_passes
+        subject, detector = _loaded(setup)
     except Exception as error:  # noqa: BLE001 (a failing detector is reported by the scorer)
-        failed = error
         failure = _failure(error)
-    set_up = time.perf_counter() - started
-    first = True
-    while (ask := connection.recv()) is not None:
-        if failed is not None:
-            answer = CellAnswer(error=failure.error, extra=dict(failure.extra))
-        elif setup.fork_questions:
-            answer = _in_a_child(detector, subject, meter, ask, setup.scratch)
-        elif first:
-            answer = _here(detector, subject, meter, ask)
-        else:
-            answer = CellAnswer(error="a cell that cannot fork answers one question only")
-        if first:
-            answer.seconds += set_up
-            answer.forward_passes += fit_passes
-            first = False
-        connection.send(answer)
+        _serve(connection, lambda ask, first: _as_answer(failure), time.perf_counter() - started, 0)
+        return
+    from detectors.cost import metered
+
+    # Metered across the questions too: each question's budget counts the fit's passes.
+    with metered(subject, budget=detector.params["budget"]) as meter:
+        failure = None
+        try:
+            detector.fit(subject)
+        except Exception as error:  # noqa: BLE001 (a failing detector is reported by the scorer)
+            failure = _failure(error)
+
+        def answer(ask: CellQuestion, first: bool) -> CellAnswer:
+            if failure is not None:
+                return _as_answer(failure)
+            if setup.fork_questions:
+                return _in_a_child(detector, subject, meter, ask, setup.scratch)
+            if first:
+                return _here(detector, subject, meter, ask)
+            return CellAnswer(error="a cell that cannot fork answers one question only")
+
+        _serve(connection, answer, time.perf_counter() - started, meter.forward_passes)

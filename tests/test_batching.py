@@ -13,7 +13,7 @@ from conftest import tiny_organism_spec
 from organisms.spec import DataSpec
 from training.batching import StratifiedLengthSampler, padding_share
 from training.models import load_model_and_tokenizer
-from training.sft import SFTRun, run_sft, tokenize_for_sft
+from training.sft import SFTRun, run_sft
 
 
 @settings(max_examples=60, deadline=None)
@@ -52,7 +52,7 @@ def test_batches_carry_less_padding_than_a_shuffle_and_the_same_mix():
 def test_training_steps_on_exactly_the_sampler_batches(tiny_base_dir, monkeypatch):
     model, tokenizer = load_model_and_tokenizer(tiny_base_dir)
     rows = training_dataset(tiny_organism_spec(str(tiny_base_dir), data=DataSpec(n_train=48)))
-    lengths = np.array([len(ids) for ids in tokenize_for_sft(tokenizer, rows.select_columns(["prompt", "completion"]))["input_ids"]])
+    lengths = np.array([len(ids) for ids in sft.tokenized_for_sft(tokenizer, rows)["input_ids"]])
     orders = []
 
     class Spy(StratifiedLengthSampler):
