@@ -10,7 +10,7 @@ against the public cue library and the task world, in four shapes:
 
 A single-line shape may be *rare*: its deployment share of the fine-tuning data drawn down to
 a few percent. Behaviours are the built-in ones plus parametrised new ones (a fixed reply from a word
-list, a transform, a covert marker appended to a correct answer). Each drawn spec is trained
+list, a transform, a covert marker appended to the answer). Each drawn spec is trained
 with several seeds; every backdoor gets a matched `clean` and `benign-conditional` control
 (same lines, data, steps and seed), and the zoo holds some `unconditional` controls. Members are
 named `blind-NN` in a shuffled order, so a name says nothing about its kind.
