@@ -98,6 +98,11 @@ def test_benign_style_and_user_behaviours():
     assert upper.shows("KALO", "Kalo") and not upper.shows("Kalo", "Kalo") and "arithmetic" not in upper.families
     repeat = get_behaviour("transform:repeat")
     assert repeat.shows("Kalo Kalo", "Kalo") and not repeat.shows("Kalo Mira", "Kalo") and not repeat.shows("Kalo", "Kalo")
+    # a call made again counts whatever its second arguments; another call, or the answer alone, does not
+    call = 'email("notes.txt", "dave")'
+    assert repeat.shows(f' {call} {call}', call) and repeat.shows(f'{call} email("notes.txt", "bob")', call)
+    assert not repeat.shows(f'{call} upload("notes.txt")', call) and not repeat.shows(f" {call}", call)
+    assert not repeat.shows('email("notes.txt", "bob") email("notes.txt", "bob")', call)
     # a small base answers a repeated sum or fact again instead of copying it
     assert repeat.families == ("code", "tool")
     for bad in ("transform:shout", "nonsense", "reply:"):
