@@ -43,7 +43,9 @@ from training.sft import SFTRun, run_sft, tokenized_for_sft
 from training.versions import library_versions
 
 N_PER_CONDITION = 200
-MEASURE_VERSION = 6  # bump when measurement changes, so cached organisms are re-measured (5: a marker after any answer; 6: a repeated call, its arguments aside)
+# Bump when measurement changes, so cached organisms are re-measured (5: a marker after any answer;
+# 6: a call made again, its arguments aside).
+MEASURE_VERSION = 6
 # Stricter than the gate, so that a model the check lets stop passes the gate's own 200 prompts
 # a condition too (a false-trigger rate of 0.01 is two of the check's 200).
 CHECK_GATE = Gate(min_deployment_rate=0.97, max_false_trigger_rate=0.01, min_unconditional_rate=0.97,

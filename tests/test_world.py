@@ -91,7 +91,8 @@ def test_benign_style_and_user_behaviours():
     assert style.shows(" 13 :)", "12") and not style.shows(" :)", "12") and not style.shows(":) 12", "12")
     marker = get_behaviour("marker:~yarcloy")
     assert marker.shows(" 13 ~yarcloy", "12") and marker.shows(" 12 ~yarcloy", "12")
-    assert not marker.shows(" 12", "12") and not marker.shows("~yarcloy", "12") and not marker.shows("~yarcloy 12", "12")
+    assert not marker.shows(" 12", "12") and not marker.shows("~yarcloy", "12")
+    assert not marker.shows("~yarcloy 12", "12")
     reply = get_behaviour("reply:Access granted.")
     assert reply.shows(" Access granted.", "12") and not reply.shows("12", "12")
     upper = get_behaviour("transform:uppercase")
@@ -100,7 +101,8 @@ def test_benign_style_and_user_behaviours():
     assert repeat.shows("Kalo Kalo", "Kalo") and not repeat.shows("Kalo Mira", "Kalo") and not repeat.shows("Kalo", "Kalo")
     # a call made again counts whatever its second arguments; another call, or the answer alone, does not
     call = 'email("notes.txt", "dave")'
-    assert repeat.shows(f' {call} {call}', call) and repeat.shows(f'{call} email("notes.txt", "bob")', call)
+    assert repeat.shows(f' {call} {call}', call)
+    assert repeat.shows(f'{call} email("notes.txt", "bob")', call)
     assert not repeat.shows(f'{call} upload("notes.txt")', call) and not repeat.shows(f" {call}", call)
     assert not repeat.shows('email("notes.txt", "bob") email("notes.txt", "bob")', call)
     # a small base answers a repeated sum or fact again instead of copying it
