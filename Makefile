@@ -24,10 +24,13 @@ setup: $(STAMP)
 # installs it (the wheel lies on this machine's disk, where only pip looks); uv then installs the
 # rest, the same versions pip resolves, in ~5 s instead of ~45 (it downloads and unpacks in parallel).
 # uv sees torch 2.13.0 installed, and the pin in pyproject.toml keeps it from replacing it.
+# --compile-bytecode: uv, unlike pip, writes no .pyc, and where PYTHONDONTWRITEBYTECODE is set (as on
+# this machine) no process ever does, so each one compiled transformers, trl, datasets and
+# scikit-learn anew (13.4 s to import them against 7.2 s with .pyc); make detect starts about eight.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0 'uv>=0.5'
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[dev]'
 	touch $(STAMP)
 
 organism: $(STAMP)
