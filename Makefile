@@ -26,7 +26,7 @@ setup: $(STAMP)
 # uv sees torch 2.13.0 installed, and the pin in pyproject.toml keeps it from replacing it.
 # --compile-bytecode: uv, unlike pip, writes no .pyc, and where PYTHONDONTWRITEBYTECODE is set (as on
 # this machine) no process ever does, so each one compiled transformers, trl, datasets and
-# scikit-learn anew (13.4 s to import them against 7.2 s with .pyc); make detect starts about eight.
+# scikit-learn anew (13.4 s to import them against 7.2 s with .pyc); make detect starts about seven.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0 'uv>=0.5'
