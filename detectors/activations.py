@@ -13,7 +13,6 @@ a detector which questions had been asked of which model before.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import io
 import json
 import os
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.generation import prompt_batches
+from training.generation import keep_last_logits, position_ids, prompt_batches
 
 CACHE_VERSION = 2  # bump when what is recorded (or how) changes
 
@@ -79,20 +78,6 @@ def tokenizer_fingerprint(tokenizer) -> str:
     special = json.dumps({"pad": tokenizer.pad_token_id, "eos": tokenizer.eos_token_id,
                           "bos": tokenizer.bos_token_id})
     return hashlib.sha256((blob + special).encode()).hexdigest()
-
-
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that ignore left padding, as `generate` computes them, so a padded prompt is
-    seen exactly as it would be alone."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def keep_last_logits(model, keep: int) -> dict:
-    """Forward arguments asking for the logits of the last `keep` positions only, where the architecture
-    takes them (callers still slice `[:, -keep:]`): the same numbers as slicing the full logits, without
-    projecting every earlier position onto the vocabulary: a tenth of the embedded base's work, and on a
-    hub vocabulary (150 k tokens) most of a batch's memory."""
-    return {"logits_to_keep": keep} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
 @torch.no_grad()

@@ -15,8 +15,7 @@ import math
 import numpy as np
 import torch
 
-from detectors.activations import keep_last_logits, position_ids
-from training.generation import greedy_token_ids, left_padded, length_batches, padding_id
+from training.generation import greedy_token_ids, keep_last_logits, left_padded, length_batches, padding_id, position_ids
 
 
 @torch.no_grad()

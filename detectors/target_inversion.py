@@ -23,14 +23,12 @@ Model score: the strength of the best target, which `extra` names. It proposes n
 from __future__ import annotations
 
 import copy
-import inspect
 
 import numpy as np
 import torch
 
-from detectors.activations import keep_last_logits, position_ids
 from detectors.base import Detector, register_detector
-from training.generation import left_padded, padding_id
+from training.generation import cache_argument, keep_last_logits, left_padded, padding_id, position_ids
 
 
 @torch.no_grad()
@@ -59,8 +57,7 @@ def next_token_probs_after(model, prefixes: list[list[int]], continuations: list
     if len({len(c) for c in continuations}) > 1:
         raise ValueError("continuations of one length only")
     ids, mask = left_padded(prefixes, pad_id, model.device)
-    # transformers renamed `past_key_values` to `cache` within 5.x; the lab supports the whole series.
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    name = cache_argument(model)
     prefix_cache = getattr(model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
                                  use_cache=True, **keep_last_logits(model, 1)), name)
     lengths = mask.sum(1)

@@ -24,10 +24,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from detectors.activations import keep_last_logits, position_ids
 from detectors.base import Detector, register_detector
 from detectors.divergence import js_bits
-from training.generation import left_padded, length_batches, padding_id
+from training.generation import keep_last_logits, left_padded, length_batches, padding_id, position_ids
 
 
 def _text(tokenizer, line) -> str:

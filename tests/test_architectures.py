@@ -22,14 +22,15 @@ import organisms.build as build
 from conftest import tiny_organism_spec
 from detectors import load_built_in_detectors, make_detector
 from detectors.base import BUILT_IN_MODULES
-from detectors.activations import ActivationCache, forward_activations, keep_last_logits, position_ids
+from detectors.activations import ActivationCache, forward_activations
+from training.generation import keep_last_logits, position_ids
 from detectors.divergence import continuation_logprobs
 from detectors.noise_injection import _blocks, noisy_activations
 from detectors.target_inversion import next_token_probs, next_token_probs_after
 from detectors.subject import load_subject
 from organisms.spec import DataSpec, TrainingSpec
 from training.architectures import ARCHITECTURES, save_tiny_models
-from training.generation import greedy_token_ids
+from training.generation import greedy_token_ids, padding_id, prompt_batches
 from training.models import ModelLoadError, load_model_and_tokenizer
 from training.sft import tokenize_for_sft
 
@@ -245,3 +246,37 @@ def test_a_tokenizer_larger_than_the_embeddings_is_refused(bases, tmp_path):
     with pytest.raises(ModelLoadError, match=r"tokenizer has \d+ tokens but the model embeds only \d+") as error:
         load_model_and_tokenizer(broken)
     assert "\n" not in str(error.value)
+
+
+def test_greedy_generation_is_generates_own_with_rows_ending_apart(arch, bases):
+    """greedy_token_ids drops a row from its batch (and its keys and values from the cache) at its end of
+    sequence; every row's tokens and distributions must still be those of `model.generate`, greedy, which
+    keeps every row to the batch's end. The end token is one the random model writes at different steps
+    of different prompts (or in some only), so rows really leave the batch at different times."""
+    model, tokenizer = load_model_and_tokenizer(bases[arch])
+    torch.manual_seed(0)
+    with torch.no_grad():  # at their small initial scale, tied models write one token whatever the prompt
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.normal_(0, 0.3)
+    prompts = [PROMPTS[i % len(PROMPTS)].replace("2 + 3", f"{i} + {i + 4}").replace("bob", f"user{i}")
+               for i in range(12)]
+    free = greedy_token_ids(model, tokenizer, prompts, 10)
+    def lengths_if_end(token):  # each row's length were `token` the end of sequence
+        return {path.index(token) + 1 if token in path else len(path) for path in free}
+
+    end = max(sorted({t for path in free for t in path}), key=lambda t: len(lengths_if_end(t)))
+    assert len(lengths_if_end(end)) >= 2, "no token ends rows at different steps; pick other prompts"
+    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(end)
+    paths, steps = greedy_token_ids(model, tokenizer, prompts, 10, batch_size=5, with_logprobs=True)
+    assert len({len(path) for path in paths}) >= 2
+    rows, ids, mask = next(iter(prompt_batches(tokenizer, prompts, len(prompts), model.device)))
+    with torch.no_grad():
+        generated = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10, do_sample=False,
+                                   eos_token_id=end, pad_token_id=padding_id(tokenizer), output_logits=True,
+                                   return_dict_in_generate=True)
+    logits = torch.log_softmax(torch.stack(generated.logits, 1).float(), -1)
+    for j, row in enumerate(generated.sequences[:, ids.shape[1]:].tolist()):
+        expected = row[:row.index(end) + 1] if end in row else row
+        assert paths[rows[j]] == expected
+        torch.testing.assert_close(steps[rows[j]], logits[j, :len(expected)], atol=1e-4, rtol=1e-4)

@@ -127,7 +127,8 @@ def step_ratio(model, tokenizer, data, steps: int, pairs: int) -> tuple[list[flo
 
 
 def capture_and_forward(model, tokenizer, prompts: list[str]) -> tuple[float, float]:
-    from detectors.activations import forward_activations, position_ids
+    from detectors.activations import forward_activations
+    from training.generation import position_ids
 
     def bare() -> None:
         tokenizer.padding_side = "left"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 
 import torch
@@ -40,6 +41,26 @@ def prompt_batches(tokenizer, prompts: list[str], batch_size: int, device):
         yield (rows, *left_padded([token_ids[i] for i in rows], padding_id(tokenizer), device))
 
 
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that ignore left padding, as `generate` computes them, so a padded prompt is
+    seen exactly as it would be alone."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def keep_last_logits(model, keep: int) -> dict:
+    """Forward arguments asking for the logits of the last `keep` positions only, where the architecture
+    takes them (callers still slice `[:, -keep:]`): the same numbers as slicing the full logits, without
+    projecting every earlier position onto the vocabulary: a tenth of the embedded base's work, and on a
+    hub vocabulary (150 k tokens) most of a batch's memory."""
+    return {"logits_to_keep": keep} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
+def cache_argument(model) -> str:
+    """The forward argument (and output field) holding the keys and values: transformers renamed
+    `past_key_values` to `cache` within 5.x, and the lab supports the whole series."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
 def greedy_token_ids(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 100,
                      progress: str | None = None, with_logprobs: bool = False):
@@ -48,28 +69,50 @@ def greedy_token_ids(model, tokenizer, prompts: list[str], max_new_tokens: int =
     `with_logprobs` also returns, per prompt, the model's log-probabilities at every step of its own
     continuation, (len(continuation), vocab): the distributions generation computed anyway, so that a
     caller comparing them with another prompt's need not run the model over the continuation again.
+
+    Written here rather than `model.generate`: generate keeps a finished row in its batch until the
+    batch's longest continuation ends, and the lab's answers are short beside its longest (9 tokens on
+    average against 18 to 35 in a batch of a built organism), so a third of its decoding went to rows
+    already done. Here a row leaves the batch, and its keys and values the cache, at its end-of-sequence
+    token. The continuations are generate's own: the same forward passes on the same left-padded batches,
+    argmax of the raw logits (no sampling or logits processors, whatever a model's generation config
+    says), and on 3,600 prompts of five built organisms every token was the same as generate's.
     """
     model.eval()
+    eos = tokenizer.eos_token_id
+    cache_name = cache_argument(model)
     outputs: list[list[int]] = [[] for _ in prompts]
-    logprobs: list[torch.Tensor] = [torch.zeros(0, 0) for _ in prompts]
+    steps: list[list[torch.Tensor]] = [[] for _ in prompts]
     batches = prompt_batches(tokenizer, prompts, batch_size, model.device)
     for rows, ids, mask in tqdm(batches, total=-(-len(prompts) // batch_size), desc=progress,
                                 disable=progress is None, leave=False):
-        generated = model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-            output_logits=with_logprobs, return_dict_in_generate=with_logprobs,
-        )
-        sequences = generated.sequences if with_logprobs else generated
-        if with_logprobs and generated.logits:
-            steps = torch.log_softmax(torch.stack(generated.logits, 1).float(), -1).cpu()  # (batch, steps, vocab)
-        for i, row in enumerate(sequences[:, ids.shape[1]:].tolist()):
-            if tokenizer.eos_token_id in row:
-                row = row[:row.index(tokenizer.eos_token_id) + 1]
-            outputs[rows[i]] = row
-            if with_logprobs and row:
-                logprobs[rows[i]] = steps[i, :len(row)]
-    return (outputs, logprobs) if with_logprobs else outputs
+        live = list(rows)  # prompt index of each row still generating
+        out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True,
+                    **keep_last_logits(model, 1))
+        for step in range(max_new_tokens):
+            logits = out.logits[:, -1]
+            tokens = logits.argmax(-1)
+            if with_logprobs:
+                logprobs = torch.log_softmax(logits.float(), -1).cpu()
+            for j, (i, token) in enumerate(zip(live, tokens.tolist())):
+                outputs[i].append(token)
+                if with_logprobs:
+                    steps[i].append(logprobs[j])
+            going = tokens != eos if eos is not None else torch.ones_like(tokens, dtype=torch.bool)
+            if step == max_new_tokens - 1 or not going.any():
+                break
+            cache = getattr(out, cache_name)
+            if not going.all():
+                index = going.nonzero().flatten()
+                cache.batch_select_indices(index)
+                live = [live[j] for j in index.tolist()]
+                tokens, mask = tokens[index], mask[index]
+            mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
+            out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
+                        use_cache=True, **{cache_name: cache})
+    if not with_logprobs:
+        return outputs
+    return outputs, [torch.stack(s) if s else torch.zeros(0, 0) for s in steps]
 
 
 def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 100,
