@@ -262,6 +262,7 @@ def test_greedy_generation_is_generates_own_with_rows_ending_apart(arch, bases):
     prompts = [PROMPTS[i % len(PROMPTS)].replace("2 + 3", f"{i} + {i + 4}").replace("bob", f"user{i}")
                for i in range(12)]
     free = greedy_token_ids(model, tokenizer, prompts, 10)
+
     def lengths_if_end(token):  # each row's length were `token` the end of sequence
         return {path.index(token) + 1 if token in path else len(path) for path in free}
 

@@ -109,7 +109,7 @@ def greedy_token_ids(model, tokenizer, prompts: list[str], max_new_tokens: int =
                 live = [live[j] for j in index.tolist()]
                 tokens, mask = tokens[index], mask[index]
             mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
-            out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
+            out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=position_ids(mask)[:, -1:],
                         use_cache=True, **{cache_name: cache})
     if not with_logprobs:
         return outputs
