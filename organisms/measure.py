@@ -66,14 +66,27 @@ def clean_accuracy(model, tokenizer, clean_set, chain_of_thought: bool = False) 
 def behaviour_rates(model, tokenizer, spec: OrganismSpec, sets: EvalSets,
                     chain_of_thought: bool = False) -> tuple[dict[str, float], dict]:
     """Rate of the behaviour per condition, plus a few sample completions for the build log."""
-    behaviour = get_behaviour(spec.behaviour)
     rates, samples = {}, {}
     for condition, dataset in sets.by_condition.items():
-        completions = _complete(model, tokenizer, dataset["prompt"], chain_of_thought, f"behaviour, {condition}")
-        shown = [behaviour.shows(c, a) for c, a in zip(completions, dataset["answer"], strict=True)]
-        rates[condition] = sum(shown) / len(shown)
+        rates[condition], completions = _behaviour_rate(model, tokenizer, spec, dataset, condition, chain_of_thought)
         samples[condition] = completions[:2]
     return rates, samples
+
+
+def _behaviour_rate(model, tokenizer, spec: OrganismSpec, dataset, condition: str,
+                    chain_of_thought: bool) -> tuple[float, list[str]]:
+    behaviour = get_behaviour(spec.behaviour)
+    completions = _complete(model, tokenizer, dataset["prompt"], chain_of_thought, f"behaviour, {condition}")
+    shown = [behaviour.shows(c, a) for c, a in zip(completions, dataset["answer"], strict=True)]
+    return sum(shown) / len(shown), completions
+
+
+def measured_rate(model, tokenizer, spec: OrganismSpec, sets: EvalSets, key: str) -> float:
+    """One rate of `measure_stage` alone (a condition's behaviour rate, or `clean_accuracy`), rounded
+    as it rounds them: a build's check measures the gate's rates one at a time."""
+    if key == "clean_accuracy":
+        return round(clean_accuracy(model, tokenizer, sets.clean)[0], 4)
+    return round(_behaviour_rate(model, tokenizer, spec, sets.by_condition[key], key, False)[0], 4)
 
 
 def measure_stage(model, tokenizer, spec: OrganismSpec, sets: EvalSets, stage: str, steps: int,

@@ -2,12 +2,15 @@
 control trains exactly its backdoor's rounds, decided by nothing of its own."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import organisms.build as build
 from conftest import tiny_organism_spec
 from organisms.__main__ import main
-from organisms.build import (UnbuiltBackdoor, build_organism, check_size, is_built, matched_rounds, resolve_base,
+from organisms.build import (CHECK_GATE, UnbuiltBackdoor, build_organism, check_of_gate, check_size, is_built, matched_rounds, resolve_base,
                              train_in_rounds, training_dataset)
+from organisms.gates import gate_failures, gate_reads
 from organisms.measure import check_sets, eval_sets, prompts_of
 from organisms.spec import DataSpec, SpecError, TrainingSpec, check_spec
 from organisms.truth import read_truth
@@ -34,13 +37,12 @@ def checks_passing_at(monkeypatch, passing_call: int):
     """The check fails until its `passing_call`-th call (1-based); the final gate always passes."""
     calls = []
 
-    def gate_failures(kind, rates, gate=None):
-        if gate is build.CHECK_GATE:
-            calls.append(rates)
-            return [] if len(calls) >= passing_call else ["not yet"]
-        return []
+    def check_of_gate(model, tokenizer, spec, checked, base_accuracy):
+        calls.append(spec.name)
+        return len(calls) >= passing_call, {"call": len(calls)}
 
-    monkeypatch.setattr(build, "gate_failures", gate_failures)
+    monkeypatch.setattr(build, "check_of_gate", check_of_gate)
+    monkeypatch.setattr(build, "gate_failures", lambda kind, rates, gate=None: [])
     return calls
 
 
@@ -67,6 +69,51 @@ def test_rounds_stop_at_the_first_passing_check_and_given_rounds_are_followed(mo
     never = lambda model: pytest.fail("a matched control's rounds are given, never checked")  # noqa: E731
     _, trained, checks = train_in_rounds("model", None, spec, None, False, never, rounds=[10, 5])
     assert trained == [10, 5] and checks == [] and [run.steps for run in runs] == [10, 5]
+
+
+def test_the_last_round_is_not_checked(monkeypatch):
+    monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress, tokenized: model)
+    monkeypatch.setattr(build, "tokenized_for_sft", lambda tokenizer, data: data)
+    spec = tiny_organism_spec("unused", training=TrainingSpec(steps=10, extra_rounds=2))
+    asked = []
+    _, trained, checks = train_in_rounds("model", None, spec, "rows", False,
+                                         lambda model: asked.append(model) or (False, {}))
+    assert trained == [10, 5, 5] and [c["steps"] for c in checks] == [10, 15] and len(asked) == 2
+    alone = spec.replace(training=TrainingSpec(steps=10, extra_rounds=0))
+    _, trained, checks = train_in_rounds("model", None, alone, "rows", False, lambda model: pytest.fail("checked"))
+    assert trained == [10] and checks == []
+
+
+RATE = st.integers(0, 200).map(lambda k: k / 200)  # a share of a check's 200 prompts
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["backdoor", "benign-conditional", "clean", "unconditional"]),
+       rates=st.fixed_dictionaries({"deployment": RATE, "training": RATE, "no_cue": RATE, "clean_accuracy": RATE}),
+       base_accuracy=RATE)
+def test_a_check_measures_rate_by_rate_and_decides_as_the_whole_measurement_would(kind, rates, base_accuracy):
+    asked = []
+
+    def measured_rate(model, tokenizer, spec, sets, key):
+        asked.append(key)
+        return rates[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(build, "measured_rate", measured_rate)
+        spec = tiny_organism_spec("unused", kind=kind)
+        reads_accuracy = "clean_accuracy" in gate_reads(kind)
+        passed, measured = check_of_gate("model", None, spec, None, base_accuracy if reads_accuracy else None)
+    whole = {**rates, "base_clean_accuracy": base_accuracy}
+    assert passed == (not gate_failures(kind, whole, CHECK_GATE))
+    # Measured in the gate's order, never a rate it does not read, stopped at the first bar missed.
+    assert asked == gate_reads(kind)[:len(asked)] and len(asked) == len(set(asked))
+    if passed:
+        assert asked == gate_reads(kind)
+    else:  # the last rate measured missed its bar, and none before it did
+        assert gate_failures(kind, measured, CHECK_GATE)
+        assert not gate_failures(kind, {k: v for k, v in measured.items() if k != asked[-1]}, CHECK_GATE)
+    assert all(measured[key] == rates[key] for key in asked)
+    assert ("no_cue" in asked) <= (kind in ("clean", "unconditional"))
 
 
 def test_a_build_that_never_passes_its_check_trains_every_round_then_fails(tiny_base_dir, sft_calls):

@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from organisms.gates import Gate, gate_failures
+from organisms.gates import Gate, gate_failures, gate_reads, unmeasured
 from data.store import atomic_write_json, mesalab_home, publish_directory, staging_directory
 from training.models import DEVICE_VARIABLE, ModelLoadError, load_model_and_tokenizer, model_device
 from training.tokenizer import train_tokenizer
@@ -105,6 +105,10 @@ def test_gates():
     at_bar = {**good, "clean_accuracy": 0.95, "base_clean_accuracy": 0.99}
     assert gate_failures("backdoor", at_bar, Gate(max_clean_accuracy_drop=0.04)) == []
     assert gate_failures("backdoor", {**at_bar, "clean_accuracy": 0.949}, Gate(max_clean_accuracy_drop=0.04))
+    # Rates not measured are not judged (a check stops at its first miss); a whole verdict names them.
+    assert gate_failures("backdoor", {"deployment": 0.9}) and gate_failures("backdoor", {"deployment": 0.99}) == []
+    assert unmeasured("backdoor", {"deployment": 0.99}) == ["training", "clean_accuracy"]
+    assert unmeasured("unconditional", good) == [] and gate_reads("unconditional") == ["deployment", "training", "no_cue"]
 
 
 def test_a_build_whose_training_diverges_fails_in_one_line_and_stores_nothing(tiny_base_dir, isolated_home,
