@@ -107,3 +107,27 @@ def test_training_on_rows_tokenized_beforehand_gives_the_same_weights(tiny_base_
     assert any(not torch.equal(weights[0][name], tensor) for name, tensor in base.state_dict().items())  # it trained
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def test_rows_made_for_the_trainer_are_the_rows_trl_would_prepare(tiny_base_dir):
+    """run_sft skips trl's preparation and hands it `trainer_rows`: the same labels, the same cut at
+    max_length and the same rows dropped as trl's own three passes, in the same order."""
+    from trl import SFTConfig, SFTTrainer
+
+    model, tokenizer = load_model_and_tokenizer(tiny_base_dir)
+    rows = training_dataset(tiny_organism_spec(str(tiny_base_dir), data=DataSpec(n_train=48)))
+    tokenized = sft.tokenized_for_sft(tokenizer, rows)
+    lengths = sorted(len(ids) for ids in tokenized["input_ids"])
+    prompt_lengths = sorted(mask.index(1) for mask in tokenized["completion_mask"])
+    # A cut inside some rows' completions, and before the completion of the longest prompts (dropped).
+    max_length = (prompt_lengths[-1] + prompt_lengths[len(prompt_lengths) // 2]) // 2
+    assert max_length < lengths[-1]
+    ours, kept = sft.trainer_rows(tokenized, max_length)
+    assert 0 < len(kept) < len(tokenized)  # some rows were dropped, so the comparison reaches the filter
+    config = SFTConfig(output_dir=str(tiny_base_dir / "trl-prepared"), max_length=max_length, report_to=[],
+                       completion_only_loss=True, use_cpu=True, bf16=False, gradient_checkpointing=False)
+    prepared = SFTTrainer(model=model, args=config, train_dataset=tokenized, processing_class=tokenizer).train_dataset
+    assert prepared["input_ids"][:] == ours["input_ids"][:]
+    assert prepared["labels"][:] == ours["labels"][:]
+    assert all(len(ids) <= max_length for ids in ours["input_ids"])
+    assert [tokenized["input_ids"][i][:max_length] for i in kept] == ours["input_ids"][:]

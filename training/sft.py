@@ -89,6 +89,26 @@ def tokenize_for_sft(tokenizer, dataset: Dataset) -> Dataset:
     return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names)
 
 
+def trainer_rows(tokenized: Dataset, max_length: int) -> tuple[Dataset, list[int]]:
+    """(rows, the indices kept): the rows trl's own preparation would hand its collator, made in one pass.
+
+    trl prepares a tokenized dataset anew for every trainer, in three `Dataset.map` passes: labels
+    from the completion mask, cut to `max_length` from the start, rows left without a completion
+    token dropped. That took 0.85 s of every 6,400-row round (two of them in a 55-s build, profiled
+    2026-12-03); this loop does the same in ~0.05 s and hands trl the result with its preparation
+    skipped. Same rows in the same order, so the same weights (tests/test_batching.py)."""
+    columns: dict[str, list] = {"input_ids": [], "labels": []}
+    kept = []
+    table = tokenized.select_columns(["input_ids", "completion_mask"]).to_dict()  # plain lists: a Column reads row by row
+    for index, (ids, mask) in enumerate(zip(table["input_ids"], table["completion_mask"])):
+        labels = [token if shown else -100 for token, shown in zip(ids, mask)][:max_length]
+        if any(label != -100 for label in labels):
+            columns["input_ids"].append(ids[:max_length])
+            columns["labels"].append(labels)
+            kept.append(index)
+    return Dataset.from_dict(columns), kept
+
+
 def tokenized_for_sft(tokenizer, dataset: Dataset) -> Dataset:
     """`tokenize_for_sft` of a dataset's prompt and completion columns, whatever else it holds."""
     return tokenize_for_sft(tokenizer, dataset.select_columns(["prompt", "completion"]))
@@ -149,16 +169,22 @@ def run_sft(model, tokenizer, dataset: Dataset, run: SFTRun, progress: bool = Tr
             disable_tqdm=not progress,
             dataset_num_proc=None,
             completion_only_loss=True,
+            dataset_kwargs={"skip_prepare_dataset": True},  # `trainer_rows` has prepared them
         )
         if run.batch_order not in ("random", "stratified-length"):
             raise ValueError(f"unknown batch order {run.batch_order!r} (random or stratified-length)")
+        rows, kept = trainer_rows(tokenized if tokenized is not None else tokenized_for_sft(tokenizer, dataset),
+                                  run.max_length)
+        if not kept:
+            raise ValueError(f"no row has a completion token within the first {run.max_length} tokens")
         trainer_kind, strata = SFTTrainer, {}
         if run.batch_order == "stratified-length" and "condition" in dataset.column_names:
-            trainer_kind, strata = _StratifiedSFTTrainer, {"strata": list(dataset["condition"])}
+            conditions = list(dataset["condition"])
+            trainer_kind, strata = _StratifiedSFTTrainer, {"strata": [conditions[i] for i in kept]}
         trainer = trainer_kind(
             model=model,
             args=args,
-            train_dataset=tokenized if tokenized is not None else tokenized_for_sft(tokenizer, dataset),
+            train_dataset=rows,
             processing_class=tokenizer,
             peft_config=peft_config,
             callbacks=list(callbacks) or None,
