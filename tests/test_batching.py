@@ -131,3 +131,28 @@ def test_rows_made_for_the_trainer_are_the_rows_trl_would_prepare(tiny_base_dir)
     assert prepared["labels"][:] == ours["labels"][:]
     assert all(len(ids) <= max_length for ids in ours["input_ids"])
     assert [tokenized["input_ids"][i][:max_length] for i in kept] == ours["input_ids"][:]
+
+
+def test_the_fused_head_scores_only_labelled_positions_on_the_cpu_and_gives_the_model_s_log_probs(tiny_base_dir):
+    """run_sft has trl's fused LM head score only the labelled positions on the CPU (as trl does on
+    Triton devices); the per-token log-probabilities must be the model's own, zero where unlabelled."""
+    import trl.trainer.utils as trl_utils
+
+    assert sft.SCORES_LABELLED_POSITIONS_ONLY and trl_utils._use_triton(torch.device("cpu"))
+    model, tokenizer = load_model_and_tokenizer(tiny_base_dir)
+    rows = training_dataset(tiny_organism_spec(str(tiny_base_dir), data=DataSpec(n_train=8)))
+    prepared, _ = sft.trainer_rows(sft.tokenized_for_sft(tokenizer, rows), 256)
+    width = max(len(ids) for ids in prepared["input_ids"])
+    ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in prepared["input_ids"]])
+    labels = torch.tensor([r + [-100] * (width - len(r)) for r in prepared["labels"]])
+    mask = (labels != -100) | (torch.arange(width)[None] < torch.tensor([len(r) for r in prepared["input_ids"]])[:, None])
+    with torch.no_grad():
+        full = torch.log_softmax(model(input_ids=ids, attention_mask=mask.long()).logits.float(), -1)
+        trl_utils.add_fused_lm_head(model, outputs=("log_probs",))
+        fused = model(input_ids=ids, attention_mask=mask.long(), labels=labels, fused_lm_head=True).log_probs
+    shifted = labels[:, 1:]
+    labelled = shifted != -100
+    expected = full[:, :-1].gather(-1, shifted.clamp(min=0)[..., None])[..., 0]
+    assert labelled.sum() < labelled.numel()  # the prompts are unlabelled, so some positions are skipped
+    torch.testing.assert_close(fused[labelled], expected[labelled], atol=1e-5, rtol=1e-5)
+    assert torch.all(fused[~labelled] == 0)

