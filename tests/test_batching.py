@@ -145,7 +145,7 @@ def test_the_fused_head_scores_only_labelled_positions_on_the_cpu_and_gives_the_
     width = max(len(ids) for ids in prepared["input_ids"])
     ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in prepared["input_ids"]])
     labels = torch.tensor([r + [-100] * (width - len(r)) for r in prepared["labels"]])
-    mask = (labels != -100) | (torch.arange(width)[None] < torch.tensor([len(r) for r in prepared["input_ids"]])[:, None])
+    mask = torch.arange(width)[None] < torch.tensor([len(r) for r in prepared["input_ids"]])[:, None]
     with torch.no_grad():
         full = torch.log_softmax(model(input_ids=ids, attention_mask=mask.long()).logits.float(), -1)
         trl_utils.add_fused_lm_head(model, outputs=("log_probs",))
