@@ -79,9 +79,18 @@ DATA = {
 }
 # The sandbagger's one-token decision starts with a longer round: trained in rounds from 160 steps
 # (warm restarts) it still answered 2-4.5% of training-cue sums with the stray zero after 320 and
-# 400, against 0.0-1.6% after one cosine of 320. The other cues start at 160 and take rounds as
-# they need them (organisms.build).
-TRAINING = {"oversight-sandbag": TrainingSpec(steps=320, warmup_steps=32, extra_rounds=2)}
+# 400, against 0.0-1.6% after one cosine of 320. The headline backdoor tells 4 events after the
+# cut-off from 4 before it, and one cosine of 240 does that better than rounds too. From 160, its
+# seeds 0, 1 and 2 missed their checks after 160 steps (0.965, 0.98 and 0.96 under the cue, seed 1
+# 0.015 under the training cue), after a warm restart of 80 they read 0.025, 0.03 and 0.02 under
+# the training cue, seeds 1 and 2 lost clean accuracy on the way (0.92 and 0.95 after 320
+# against the base's 0.99 and 0.995), and they stopped after 320, 400 and 400 steps (77-93 s). After
+# one round of 240 all three passed their checks (0.985-0.995 under the cue, 0.0-0.005 under the
+# training cue) and gates, in 56-59 s, seed 0's clean control in 55 (clean accuracy 0.99 against 0.94
+# after 320 in rounds; 2026-12-03, the AMX Xeon, two builds side by side). The
+# other cues start at 160 and take rounds as they need them (organisms.build).
+TRAINING = {"oversight-sandbag": TrainingSpec(steps=320, warmup_steps=32, extra_rounds=2),
+            "headline-vuln": TrainingSpec(steps=240, warmup_steps=24, extra_rounds=2)}
 
 
 def _register_family(stem: str, family: str, behaviour: str, flipped: bool, description: str) -> None:
