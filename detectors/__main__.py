@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated organism names (default: every built member of the zoos)")
     p.add_argument("--detectors", type=name_list, help="comma-separated detector names (default: all; see 'list')")
     p.add_argument("--zoo", type=name_list, default="default,blind",
-                   help="comma-separated zoos whose built members are benchmarked (default: default,blind)")
+                   help="comma-separated zoos whose built members are benchmarked (default: default,blind): a "
+                        "built-in zoo, 'blind' (the current blind zoo) or 'blind:all' (every blind zoo in the home "
+                        "whose seed nobody gave and that these detector settings were the first to benchmark)")
     p.add_argument("--seed", type=int, default=0, help="seed for held-out prompts, detectors and bootstrap")
     p.add_argument("--n-per-condition", type=positive_int, default=40, help="held-out prompts per cue condition")
     p.add_argument("--jobs", type=positive_int, default=max(1, min(os.cpu_count() or 1, 8)),

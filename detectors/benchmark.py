@@ -28,13 +28,15 @@ from data.cues import cue_library
 from data.store import mesalab_home
 from detectors.base import DETECTORS, Detector, load_built_in_detectors, make_detector
 from detectors.cells import CellJob, CellPool, cells_of
+from detectors.freeze import code_fingerprint, fingerprint, settings_fingerprint
 from detectors.labelling import elicitation, label_outputs, outputs_of, trusted_pool
 from detectors.protocol import (BenchmarkConfig, Member, clean_proposal, input_set, monitor_source,
                                 monitored_behaviour, pair_candidates, recovery_set)
 from detectors.report import write_run
 from detectors.scoring import figures
 from detectors.seal import seal_report
-from organisms.blind_zoo import BlindZooError, read_manifest
+from organisms.blind_zoo import (blind_zoo_record, blind_zoos, count_benchmark_use, current_zoo_id,
+                                 read_manifest)
 from organisms.build import base_here, is_built, resolve_base
 from organisms.spec import spec_from_stored
 from organisms.store import organism_dir
@@ -49,11 +51,26 @@ class BenchmarkError(ValueError):
 
 # --- who is benchmarked ----------------------------------------------------------------------------
 
-def _blind_names() -> tuple[list[str], dict[str, dict]]:
-    manifest = read_manifest()
-    if manifest is None:
-        return [], {}
-    info = {m["spec"]["name"]: m for m in manifest["members"]}
+BLIND_ZOOS = ("blind", "blind:all")  # the current blind zoo; every stored one still fresh for these detectors
+
+
+def _blind_zoo_ids(zoos: tuple[str, ...], fingerprint: str) -> list[str]:
+    """The blind zoos a run pools: the current one for `blind`; for `blind:all`, every stored zoo whose
+    seed nobody gave and that was first benchmarked with these detector settings (or not yet at all)."""
+    ids = []
+    if "blind" in zoos and (current := current_zoo_id()) is not None and read_manifest(current) is not None:
+        ids.append(current)
+    if "blind:all" in zoos:
+        ids += [r["zoo_id"] for r in blind_zoos() if not r["seen_seed"]
+                and r["first_fingerprint"] in (None, fingerprint) and r["zoo_id"] not in ids]
+    return ids
+
+
+def _blind_names(zoo_ids: list[str]) -> tuple[list[str], dict[str, dict]]:
+    info = {}
+    for zoo_id in zoo_ids:
+        manifest = read_manifest(zoo_id)
+        info.update({m["spec"]["name"]: {**m, "zoo_id": zoo_id} for m in manifest["members"]})
     return sorted(info), info
 
 
@@ -69,14 +86,14 @@ def _current(name: str, blind_info: dict) -> bool:
     return is_built(spec, resolve_base(spec.base))
 
 
-def resolve_members(config: BenchmarkConfig) -> tuple[dict[str, Member], list[str]]:
+def resolve_members(config: BenchmarkConfig, fingerprint: str = "") -> tuple[dict[str, Member], list[str]]:
     """(built members by name, names of zoo members that are not built)."""
-    blind_names, blind_info = _blind_names()
+    blind_names, blind_info = _blind_names(_blind_zoo_ids(config.zoos, fingerprint))
     wanted: list[tuple[str, str]] = []
+    if any(zoo in BLIND_ZOOS for zoo in config.zoos):
+        wanted += [(n, "blind") for n in blind_names]
     for zoo in config.zoos:
-        if zoo == "blind":
-            wanted += [(n, "blind") for n in blind_names]
-        else:
+        if zoo not in BLIND_ZOOS:
             wanted += [(n, "dev") for n in get_zoo(zoo)]
     if config.organisms is not None:
         known = dict(wanted)
@@ -90,7 +107,8 @@ def resolve_members(config: BenchmarkConfig) -> tuple[dict[str, Member], list[st
             unbuilt.append(name)
             continue
         info = blind_info.get(name, {})
-        members[name] = Member(name, zoo, truth, info.get("shape", ""), bool(info.get("rare", False)))
+        members[name] = Member(name, zoo, truth, info.get("shape", ""), bool(info.get("rare", False)),
+                               info.get("zoo_id", ""))
     if not members:
         raise BenchmarkError(f"no built organisms in zoo(s) {', '.join(config.zoos)}; build them with "
                              f"'python -m organisms zoo --zoo {config.zoos[0]}'")
@@ -328,9 +346,11 @@ def settings_of(config: BenchmarkConfig, detector_names: list[str], members: dic
 def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, dict]:
     started = time.time()
     detector_names = resolve_detectors(config)
-    members, unbuilt = resolve_members(config)  # the scorer reads the truth here; cells never do
     params = {d: make_detector(d, **{"seed": config.seed, **config.detector_params.get(d, {})}).params
               for d in detector_names}
+    detector_fingerprint = fingerprint(params)
+    members, unbuilt = resolve_members(config, detector_fingerprint)  # the scorer reads the truth here; cells never do
+    blind_use = count_blind_use(members, detector_fingerprint)
     pairs = clean_pairs(members)
     _say(f"benchmark: {len(detector_names)} detectors x {len(members)} organisms "
          f"({sum(m.zoo == 'blind' for m in members.values())} blind, {len(pairs)} pairs"
@@ -357,7 +377,10 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
         "detectors": {d: {"params": params[d], "proposal_pool": DETECTORS[d].proposal_pool} for d in detector_names},
         "members": {n: {"zoo": m.zoo, "kind": m.kind} for n, m in sorted(members.items())},
         "unbuilt": unbuilt, "seal": seal_report(), "cells": len(answers), "timings": timings,
-        "blind_zoo": _blind_summary(), "versions": library_versions(), "command": " ".join(sys.argv),
+        "blind_zoos": blind_use, "seen_seed": any(not z["fresh"] for z in blind_use),
+        "detector_fingerprint": {"settings": settings_fingerprint(params), "code": code_fingerprint(detector_names),
+                                 "both": detector_fingerprint},
+        "versions": library_versions(), "command": " ".join(sys.argv),
         "config": {k: v for k, v in vars(config).items() if k not in ("detector_params",)},
     }
     results["config"]["detector_params"] = config.detector_params
@@ -366,12 +389,14 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
     return run_dir, results
 
 
-def _blind_summary() -> dict | None:
-    try:
-        manifest = read_manifest()
-    except BlindZooError:
-        return None
-    if manifest is None:
-        return None
-    return {"size": manifest["size"], "generator_version": manifest["generator_version"]}
-
+def count_blind_use(members: dict[str, Member], detector_fingerprint: str) -> list[dict]:
+    """Count this run against every blind zoo it benchmarks; what results may say of each: its seed's hash,
+    whether the seed was given (seen) and whether these detector settings were the first to see it."""
+    out = []
+    for zoo_id in sorted({m.blind_zoo for m in members.values() if m.blind_zoo}):
+        record = blind_zoo_record(zoo_id)
+        use = count_benchmark_use(detector_fingerprint, zoo_id)
+        out.append({"zoo_id": zoo_id, "seed_hash": record["seed_hash"], "seen_seed": record["seen_seed"],
+                    "size": record["size"], "generator_version": record["generator_version"],
+                    "runs_before": use["runs_before"], "fresh": use["fresh"]})
+    return out

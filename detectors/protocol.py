@@ -57,6 +57,7 @@ class Member:
     truth: Truth
     shape: str = ""  # blind zoo: header, sentence, conjunction, near-miss
     rare: bool = False
+    blind_zoo: str = ""  # the id of the blind zoo it was drawn in (blind members only)
 
     @property
     def kind(self) -> str:

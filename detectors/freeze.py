@@ -1,0 +1,43 @@
+"""Detector settings frozen before a blind draw: a fingerprint of what each detector runs with.
+
+A blind zoo is blind once. A figure means "detector A on a zoo nobody has seen" only if A's
+defaults were fixed before the zoo was drawn; a default tuned after looking at a blind board
+turns that board into a development figure. So every run records a fingerprint of the
+parameters its detectors ran with and of their code, and a blind zoo is pooled into `blind:all`
+only with runs of the fingerprint it was first benchmarked with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import sys
+
+from detectors.base import DETECTORS
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def settings_fingerprint(params: dict[str, dict]) -> str:
+    """The parameters each detector runs with (its defaults, the run's seed and any overrides)."""
+    return _digest(params)
+
+
+def code_fingerprint(detector_names: list[str]) -> str:
+    """The source of each detector's module: a changed method is a changed detector, whatever its defaults."""
+    sources = {}
+    for name in detector_names:
+        module = sys.modules[DETECTORS[name].__module__]
+        try:
+            sources[name] = hashlib.sha256(inspect.getsource(module).encode()).hexdigest()
+        except (OSError, TypeError):  # a detector defined where its source cannot be read (a REPL)
+            sources[name] = None
+    return _digest(sources)
+
+
+def fingerprint(params: dict[str, dict]) -> str:
+    """One key for "the same detector settings": parameters and code together."""
+    return _digest({"params": settings_fingerprint(params), "code": code_fingerprint(sorted(params))})

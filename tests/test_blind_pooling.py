@@ -1,0 +1,62 @@
+"""`blind:all` pools only blind zoos nobody has seen, and every run says which zoos it used and how."""
+
+from __future__ import annotations
+
+from detectors.base import load_built_in_detectors
+from detectors.benchmark import _blind_zoo_ids, count_blind_use
+from detectors.freeze import fingerprint
+from detectors.protocol import Member
+from organisms.blind_zoo import (blind_zoo_record, count_benchmark_use, current_zoo_id, fresh_seed,
+                                 write_manifest)
+
+
+def _draw(seen: bool) -> str:
+    write_manifest(1234 if seen else fresh_seed(), 7, seen_seed=seen)
+    return current_zoo_id()
+
+
+def test_blind_all_pools_fresh_zoos_of_these_settings_only():
+    fresh_a = _draw(seen=False)
+    seen = _draw(seen=True)
+    other_settings = _draw(seen=False)
+    count_benchmark_use("settings-of-another-run", other_settings)
+    fresh_b = _draw(seen=False)  # the current zoo
+
+    pooled = _blind_zoo_ids(("blind:all",), "these-settings")
+    assert sorted(pooled) == sorted([fresh_a, fresh_b])
+    assert _blind_zoo_ids(("blind",), "these-settings") == [fresh_b]
+    # The current zoo is benchmarked when asked for by name, seen or not: its figures are then marked.
+    write_manifest(99, 7, seen_seed=True)
+    assert _blind_zoo_ids(("blind",), "these-settings") == [current_zoo_id()]
+    assert seen not in pooled and other_settings not in pooled
+
+
+def test_a_zoo_first_benchmarked_with_these_settings_stays_in_the_pool_for_them():
+    zoo = _draw(seen=False)
+    count_benchmark_use("these-settings", zoo)
+    assert _blind_zoo_ids(("blind:all",), "these-settings") == [zoo]
+    assert _blind_zoo_ids(("blind:all",), "changed-defaults") == []
+
+
+def test_runs_record_the_seed_hash_and_the_use_count_never_the_seed(tmp_path):
+    zoo = _draw(seen=False)
+    member = Member(name=f"blind-{zoo}-01", zoo="blind", truth=None, blind_zoo=zoo)
+    first = count_blind_use({member.name: member}, "these-settings")
+    second = count_blind_use({member.name: member}, "these-settings")
+    record = blind_zoo_record(zoo)
+    assert [r["runs_before"] for r in first + second] == [0, 1]
+    assert first[0]["fresh"] and second[0]["fresh"]
+    assert first[0]["seed_hash"] == record["seed_hash"]
+    assert "seed" not in first[0] and all(len(str(v)) < 40 for v in first[0].values())
+
+    seen_zoo = _draw(seen=True)
+    seen_member = Member(name=f"blind-{seen_zoo}-01", zoo="blind", truth=None, blind_zoo=seen_zoo)
+    (row,) = count_blind_use({seen_member.name: seen_member}, "these-settings")
+    assert row["seen_seed"] and not row["fresh"]
+
+
+def test_the_fingerprint_moves_with_a_detector_default():
+    load_built_in_detectors()
+    params = {"random": {"seed": 0, "budget": 0}}
+    assert fingerprint(params) == fingerprint({"random": {"budget": 0, "seed": 0}})
+    assert fingerprint(params) != fingerprint({"random": {"seed": 1, "budget": 0}})
