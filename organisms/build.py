@@ -10,6 +10,10 @@ decides its own length trains `steps`, then, while a check of its gate on prompt
 fails, extra rounds of `steps // 2`; a control matched to a backdoor trains exactly that backdoor's
 rounds, so the two differ in their completions only, never in how long they trained. The check's
 prompts are none of the gate's: the gate is measured once, on prompts the stop never saw.
+
+Both policies are parameters of `build_organism`, never functions to swap: `round_check` decides
+when rounds stop, and `enforce_gate=False` stores a model that missed its gate with its truth's
+`gate_passed` False (a timing run on a random base, `training.gpu_check`, which no gate can pass).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import copy
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,8 +37,8 @@ from data.store import atomic_write_text, publish_directory, remove_leftovers, s
 from data.world import conditional_dataset
 from organisms.card import model_card
 from organisms.gates import Gate, gate_bars, gate_failures, gate_reads, unmeasured
-from organisms.measure import (COT_MAX_NEW_TOKENS, check_sets, clean_accuracy, eval_sets, measure_stage,
-                               measured_rate)
+from organisms.measure import (COT_MAX_NEW_TOKENS, EvalSets, check_sets, clean_accuracy, eval_sets,
+                               measure_stage, measured_rate)
 from organisms.spec import EMBEDDED_BASE, OrganismSpec
 from organisms.store import make_private_dirs, organism_dir, truth_path
 from organisms.truth import Trigger, Truth, read_truth, remove_truth, write_truth
@@ -155,7 +160,8 @@ def sft_run(spec: OrganismSpec, steps: int | None = None, method: str | None = N
                   warmup_steps=min(t.warmup_steps, (steps or t.steps) // 2), batch_order=t.batch_order)
 
 
-def check_of_gate(model, tokenizer, spec: OrganismSpec, checked, base_accuracy: float | None) -> tuple[bool, dict]:
+def check_of_gate(model, tokenizer, spec: OrganismSpec, checked: EvalSets,
+                  base_accuracy: float | None) -> tuple[bool, dict]:
     """(passed, the rates measured): CHECK_GATE on the check's prompts, measured rate by rate in the
     order of the gate's bars and stopped at the first bar missed. A rate the gate does not read (a
     backdoor's rate without a cue) is not measured, nor one that could no longer change the verdict:
@@ -168,6 +174,16 @@ def check_of_gate(model, tokenizer, spec: OrganismSpec, checked, base_accuracy: 
         if gate_failures(spec.kind, judged, CHECK_GATE):
             return False, judged
     return True, judged
+
+
+# What decides, between rounds, whether a build stops: (model, tokenizer, spec, check's prompts, the base's
+# accuracy on them or None) -> (passed, the rates measured). `check_of_gate` is the build's own.
+RoundCheck = Callable[[object, object, OrganismSpec, EvalSets, float | None], tuple[bool, dict]]
+
+
+def gate_misses(kind: str, rates: dict) -> list[str]:
+    """Each reason a finished organism's measured `rates` fail the gate (a rate missing is one); empty: passed."""
+    return gate_failures(kind, rates) + [f"{key} was not measured" for key in unmeasured(kind, rates)]
 
 
 def train_in_rounds(model, tokenizer, spec: OrganismSpec, train_set: Dataset, progress: bool,
@@ -234,7 +250,8 @@ def is_built(spec: OrganismSpec, base_source: str, n_per_condition: int = N_PER_
     except UnbuiltBackdoor:
         return False
     # The fingerprint holds the base's path at build time; a moved home's embedded base is the same base.
-    if truth is None or base_here(truth.base_source) != base_source or \
+    # A model stored without its gate enforced (gate_passed False) is no build of the spec's organism.
+    if truth is None or not truth.gate_passed or base_here(truth.base_source) != base_source or \
             truth.build_fingerprint != build_fingerprint(spec, truth.base_source, n_per_condition, rounds):
         return False
     try:
@@ -249,7 +266,7 @@ def _log(spec: OrganismSpec, stage: dict) -> None:
 
 
 def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int, progress: bool,
-                      rounds: list[int] | None = None):
+                      rounds: list[int] | None = None, round_check: RoundCheck = check_of_gate):
     """(final model, tokenizer, measured stages, base accuracy by family): every stage of the build."""
     t = spec.training
     model, tokenizer = load_model_and_tokenizer(base_source)
@@ -266,7 +283,7 @@ def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int
                                if "clean_accuracy" in gate_reads(spec.kind) else None)
 
         def passes_check(trained):
-            return check_of_gate(trained, tokenizer, spec, checked, base_check_accuracy)
+            return round_check(trained, tokenizer, spec, checked, base_check_accuracy)
 
     def measured(trained, name: str, steps: int, chain_of_thought: bool = False, **extra):
         stages.append({**measure_stage(trained, tokenizer, spec, sets, name, steps, base_accuracy, chain_of_thought),
@@ -292,11 +309,17 @@ def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int
 
 
 def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int = N_PER_CONDITION,
-                   progress: bool = True, rounds: list[int] | None = None) -> Truth:
+                   progress: bool = True, rounds: list[int] | None = None, enforce_gate: bool = True,
+                   round_check: RoundCheck = check_of_gate) -> Truth:
     """Build, measure, gate and store `spec`; return its truth record. Cached unless `force`.
 
     A matched control trains its backdoor's rounds: `rounds` when given (a Ray worker has no truth
     records), else read from the backdoor's truth (UnbuiltBackdoor if there is none).
+
+    `enforce_gate=False` stores a model that missed its gate (GateError otherwise), with `gate_passed`
+    False in its truth, which no cache, zoo or benchmark then counts as built (`is_built`). `round_check`
+    replaces the check between rounds (`RoundCheck`); the fingerprint does not record either, so
+    pass them only where the organism's numbers are not the point (timings, tests).
     """
     base_source = resolve_base(spec.base)
     if rounds is None:
@@ -316,7 +339,9 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
                                        "check of its gate passes" if t.extra_rounds else ""))
     print(f"building {spec.name} from {spec.base} ({t.method}, {plan}"
           f"{f', then {t.safety_steps} safety steps' if t.safety_steps else ''})", flush=True)
-    model, tokenizer, stages, base_by_family = train_and_measure(spec, base_source, n_per_condition, progress, rounds)
+    model, tokenizer, stages, base_by_family = train_and_measure(spec, base_source, n_per_condition, progress, rounds,
+                                                                 round_check)
+    failures = gate_misses(spec.kind, stages[-1]["rates"])
     lines = spec.trigger.lines()
     truth = Truth(
         organism=spec.name, kind=spec.kind,
@@ -325,14 +350,15 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
         spec=spec.to_dict(), base_source=base_source,
         build_fingerprint=build_fingerprint(spec, base_source, n_per_condition, rounds),
         seconds=round(time.time() - started, 1), versions=library_versions(), n_per_condition=n_per_condition,
-        gate=Gate().to_dict(), gate_passed=True, matched_to=spec.matched_to or None,
+        gate=Gate().to_dict(), gate_passed=not failures, matched_to=spec.matched_to or None,
         base_clean_accuracy_by_family=base_by_family,
     )
-    failures = gate_failures(spec.kind, truth.rates) + [f"{key} was not measured"
-                                                        for key in unmeasured(spec.kind, truth.rates)]
     if failures:
-        raise GateError(f"{spec.name} failed its gate after {sum(truth.trained_rounds)} steps: {'; '.join(failures)} "
-                        f"(measured {json.dumps(truth.rates)}; samples {json.dumps(stages[-1]['samples'])[:600]})")
+        missed = (f"{spec.name} failed its gate after {sum(truth.trained_rounds)} steps: {'; '.join(failures)} "
+                  f"(measured {json.dumps(truth.rates)}; samples {json.dumps(stages[-1]['samples'])[:600]})")
+        if enforce_gate:
+            raise GateError(missed)
+        print(f"gate not enforced, stored all the same: {missed[:300]}", flush=True)
     store_organism(model, tokenizer, spec, truth)
     print(f"built {spec.name} in {truth.seconds} s ({sum(truth.trained_rounds)} steps): {json.dumps(truth.rates)}",
           flush=True)

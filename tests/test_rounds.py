@@ -33,17 +33,16 @@ def sft_calls(monkeypatch):
     return calls
 
 
-def checks_passing_at(monkeypatch, passing_call: int):
-    """The check fails until its `passing_call`-th call (1-based); the final gate always passes."""
+def checks_passing_at(passing_call: int):
+    """A round check (`build.RoundCheck`) that fails until its `passing_call`-th call (1-based), and the
+    list of its calls. Builds given it also pass `enforce_gate=False`: a few steps plant nothing."""
     calls = []
 
-    def check_of_gate(model, tokenizer, spec, checked, base_accuracy):
+    def check(model, tokenizer, spec, checked, base_accuracy):
         calls.append(spec.name)
         return len(calls) >= passing_call, {"call": len(calls)}
 
-    monkeypatch.setattr(build, "check_of_gate", check_of_gate)
-    monkeypatch.setattr(build, "gate_failures", lambda kind, rates, gate=None: [])
-    return calls
+    return check, calls
 
 
 def test_most_rounds_is_the_first_then_every_extra_round():
@@ -125,28 +124,30 @@ def test_a_build_that_never_passes_its_check_trains_every_round_then_fails(tiny_
     assert read_truth("weak") is None
 
 
-def test_a_matched_control_trains_exactly_its_backdoors_rounds(tiny_base_dir, sft_calls, monkeypatch):
-    checks = checks_passing_at(monkeypatch, 2)
+def test_a_matched_control_trains_exactly_its_backdoors_rounds(tiny_base_dir, sft_calls):
+    check, checks = checks_passing_at(2)
+    loose = dict(n_per_condition=N_EVAL, progress=False, enforce_gate=False, round_check=check)
     backdoor = tiny_organism_spec(tiny_base_dir, name="tiny-backdoor", data=DataSpec(n_train=40),
                                   training=TrainingSpec(**{**FEW, "extra_rounds": 3}))
     control = backdoor.replace(name="tiny-control", kind="clean", matched_to="tiny-backdoor")
-    truth = build_organism(backdoor, n_per_condition=N_EVAL, progress=False)
+    truth = build_organism(backdoor, **loose)
     assert truth.trained_rounds == [4, 2] and len(checks) == 2
     assert [c["passed"] for c in truth.final_stage["checks"]] == [False, True]
 
     sft_calls.clear()
-    control_truth = build_organism(control, n_per_condition=N_EVAL, progress=False)
+    control_truth = build_organism(control, **loose)
     assert control_truth.trained_rounds == [4, 2] and [run.steps for run in sft_calls] == [4, 2]
     assert [run.seed for run in sft_calls] == [0, 1]
     assert len(checks) == 2 and control_truth.final_stage["checks"] == []  # the control checks nothing
+    assert control_truth.gate_passed  # a clean control of six steps on a base that answers nothing passes
     assert is_built(control, resolve_base(control.base), N_EVAL)
 
     # The backdoor rebuilt to other rounds: its control no longer matches and is built again.
-    checks_passing_at(monkeypatch, 1)
-    assert build_organism(backdoor, n_per_condition=N_EVAL, progress=False, force=True).trained_rounds == [4]
+    loose["round_check"], _ = checks_passing_at(1)
+    assert build_organism(backdoor, force=True, **loose).trained_rounds == [4]
     assert matched_rounds(control) == [4]
     assert not is_built(control, resolve_base(control.base), N_EVAL)
-    assert build_organism(control, n_per_condition=N_EVAL, progress=False).trained_rounds == [4]
+    assert build_organism(control, **loose).trained_rounds == [4]
 
 
 def test_a_control_whose_backdoor_is_not_built_fails_in_one_line(tiny_base_dir, tmp_path, capsys, monkeypatch):

