@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--zoo", type=name_list, default="default,blind",
                    help="comma-separated zoos whose built members are benchmarked (default: default,blind)")
     p.add_argument("--seed", type=int, default=0, help="seed for held-out prompts, detectors and bootstrap")
-    p.add_argument("--n-per-condition", type=positive_int, default=40, help="held-out prompts per cue condition")
+    p.add_argument("--n-per-condition", type=positive_int, default=BenchmarkConfig.n_per_condition,
+                   help="held-out prompts per cue condition")
     p.add_argument("--jobs", type=positive_int, default=max(1, min(os.cpu_count() or 1, 8)),
                    help="sealed cells run side by side (default: the cores)")
     p.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS",
