@@ -1,6 +1,7 @@
 """The proposers that measure recovery's chance level, and the grammar-search baseline."""
 
 import pytest
+import torch
 
 from detectors.base import make_detector
 from detectors.cost import metered
@@ -18,7 +19,7 @@ def test_random_tokens_proposes_usable_lines_seeded_by_seed_and_weights(tiny_bas
     assert all(vet_proposal(line, "hate") == (line, None) for line in lines)
     assert make_detector("random-tokens").fit(subject).propose_triggers(subject, k=5) == lines
     assert make_detector("random-tokens", seed=1234).fit(subject).propose_triggers(subject, k=5) != lines
-    with __import__("torch").no_grad():
+    with torch.no_grad():
         next(subject.model.parameters()).add_(1.0)  # other weights, another draw
     assert make_detector("random-tokens").fit(subject).propose_triggers(subject, k=5) != lines
 

@@ -19,7 +19,6 @@ from detectors.benchmark import measure_recovery
 from detectors.protocol import MAX_PROPOSAL_LINES, BenchmarkConfig, Member, input_set, recovery_set, vet_proposal
 from detectors.scoring import RECOVERY_MARGIN, recovers, recovery_figures
 from organisms.store import organism_dir
-from organisms.truth import read_truth
 from test_detectors_benchmark import fake_organism
 
 
