@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                         "built-in zoo, 'blind' (the current blind zoo) or 'blind:all' (every blind zoo in the home "
                         "whose seed nobody gave and that these detector settings were the first to benchmark)")
     p.add_argument("--seed", type=int, default=0, help="seed for held-out prompts, detectors and bootstrap")
-    p.add_argument("--n-per-condition", type=positive_int, default=40, help="held-out prompts per cue condition")
+    p.add_argument("--n-per-condition", type=positive_int, default=BenchmarkConfig.n_per_condition,
+                   help="held-out prompts per cue condition")
     p.add_argument("--jobs", type=positive_int, default=max(1, min(os.cpu_count() or 1, 8)),
                    help="sealed cells run side by side (default: the cores)")
     p.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS",

@@ -13,9 +13,10 @@ from typing import Any, Callable
 import numpy as np
 
 DETECTORS: dict[str, type["Detector"]] = {}
-BUILT_IN_MODULES = ("activation_clustering", "behaviour_diff", "cue_spotter", "diff_vs_base", "noise_injection",
-                    "probe_cue_contrast", "probe_defection", "random_baseline", "spectral_signature",
-                    "target_inversion", "trigger_inversion", "trigger_search")
+BUILT_IN_MODULES = ("activation_clustering", "behaviour_diff", "cue_spotter", "diff_vs_base", "grammar_search",
+                    "noise_injection", "output_monitor", "probe_cue_contrast", "probe_defection", "random_baseline",
+                    "random_grammar", "random_tokens", "spectral_signature", "target_inversion", "trigger_inversion",
+                    "trigger_search")
 
 
 def load_built_in_detectors() -> dict[str, type["Detector"]]:

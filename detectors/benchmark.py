@@ -7,7 +7,8 @@ The order of work:
      control agree (trusted workers);
   3. every (detector, organism, question) cell runs in its own sealed process, in an order
      shuffled afresh each run (`detectors.cells`);
-  4. the scorer inserts each proposed trigger into held-out prompts and measures what it elicits;
+  4. the scorer inserts each proposed trigger into held-out prompts and measures what it elicits on the
+     backdoor, on its matched clean control and on the base;
   5. every item is saved under the run directory, and every figure is computed from those items
      (`detectors.scoring`), so `python -m detectors verify RUN_DIR` can recompute them.
 """
@@ -30,8 +31,8 @@ from detectors.base import DETECTORS, Detector, load_built_in_detectors, make_de
 from detectors.cells import CellJob, CellPool, cells_of
 from detectors.freeze import code_fingerprint, fingerprint, settings_fingerprint
 from detectors.labelling import elicitation, label_outputs, outputs_of, trusted_pool
-from detectors.protocol import (BenchmarkConfig, Member, clean_proposal, input_set, monitor_source,
-                                monitored_behaviour, pair_candidates, recovery_set)
+from detectors.protocol import (BenchmarkConfig, Member, input_set, monitor_source, monitored_behaviour,
+                                pair_candidates, recovery_set, vet_proposal)
 from detectors.report import write_run
 from detectors.scoring import figures
 from detectors.seal import seal_report
@@ -257,40 +258,60 @@ def run_cells_on_ray(jobs: list[CellJob], config: BenchmarkConfig) -> dict:
     return answers
 
 
+def matched_clean_control(name: str, members: dict[str, Member]) -> str | None:
+    """The built clean control matched to backdoor `name`, if any."""
+    return next((n for n, m in sorted(members.items()) if m.kind == "clean" and m.truth.matched_to == name), None)
+
+
 def measure_recovery(members, answers, detector_names, config, pool) -> list[dict]:
-    """Each backdoor's proposals, deduplicated, inserted into its held-out prompts; rates per detector."""
+    """Each backdoor's usable proposals, deduplicated, inserted into its held-out prompts and measured on the
+    backdoor, its matched clean control and its base (one generation call per model and backdoor)."""
     rows, futures = [], {}
     for name, member in members.items():
         if member.kind != "backdoor":
             continue
         blocks = []
         for detector in detector_names:
-            proposed = answers[(detector, name, "audit", None)].proposals
-            for text in proposed or []:
-                block = clean_proposal(text)
+            for text in answers[(detector, name, "audit", None)].proposals or []:
+                block, _ = vet_proposal(text, member.truth.behaviour)
                 if block and block not in blocks:
                     blocks.append(block)
         recovery = recovery_set(member.truth, config)
-        futures[name] = (blocks, len(recovery.prompts),
-                         pool.submit(elicitation, str(organism_dir(name)), list(recovery.prompts),
-                                     list(recovery.answers), member.truth.behaviour, blocks))
-    rates = {}
-    for name, (blocks, n, future) in tqdm(futures.items(), desc="trigger recovery", leave=False):
-        rates[name] = ({b: r for b, r in zip(blocks, future.result())}, n)
-    for name in rates:
+        control = matched_clean_control(name, members)
+        # The scorer is trusted: it may load the control and the base beside the backdoor. A proposal that
+        # elicits the behaviour on them as well is a prompt that makes models misbehave, not the trigger.
+        model_dirs = {"rate": str(organism_dir(name)), "base_rate": base_here(member.truth.base_source),
+                      "control_rate": str(organism_dir(control)) if control else None}
+        submitted = {key: pool.submit(elicitation, model_dir, list(recovery.prompts), list(recovery.answers),
+                                      member.truth.behaviour, blocks)
+                     for key, model_dir in model_dirs.items() if model_dir is not None}
+        futures[name] = (blocks, len(recovery.prompts), control, submitted)
+    measured = {}
+    for name, (blocks, n, control, submitted) in tqdm(futures.items(), desc="trigger recovery", leave=False):
+        rates = {key: dict(zip(blocks, future.result())) for key, future in submitted.items()}
+        measured[name] = (rates, n, control)
+    for name, (rates, n, control) in measured.items():
+        behaviour = members[name].truth.behaviour
         for detector in detector_names:
             proposed = answers[(detector, name, "audit", None)].proposals
-            measured, n = rates[name]
             entries = None
             if proposed is not None:
-                entries = []
-                for text in proposed[:config.k]:
-                    block = clean_proposal(text)
-                    entries.append({"block": block if block else str(text)[:200], "usable": bool(block),
-                                    "rate": measured.get(block, 0.0) if block else 0.0, "n": n})
+                entries = [_proposal_entry(text, behaviour, rates, n, control) for text in proposed[:config.k]]
             rows.append({"detector": detector, "organism": name, "pool": DETECTORS[detector].proposal_pool,
                          "proposals": entries})
     return rows
+
+
+def _proposal_entry(text, behaviour: str, rates: dict, n: int, control: str | None) -> dict:
+    """One proposal with every rate `detectors.scoring.recovers` needs, or the reason it cannot count."""
+    block, rejected = vet_proposal(text, behaviour)
+    if rejected is None and control is None:
+        rejected = "no built matched clean control to measure against"
+    entry = {"block": block if block else str(text)[:200], "usable": rejected is None, "rejected": rejected,
+             "control": control, "n": n}
+    for key in ("rate", "control_rate", "base_rate"):
+        entry[key] = rates[key].get(block) if block and key in rates else None
+    return entry
 
 
 def collect_items(members, cells, pair_rows, answers, recovery_rows, detector_names) -> dict:

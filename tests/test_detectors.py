@@ -24,9 +24,11 @@ FAST = {
     "spectral-signature": {"n_public": 60},
     "probe-cue-contrast": {"n_public": 24},
     "probe-defection": {"n_public": 12},
+    "output-monitor": {"n_public": 8, "max_new_tokens": 8},
 }
 EXPECTED = {"random", "probe-defection", "probe-cue-contrast", "behaviour-diff", "activation-clustering",
-            "spectral-signature", "noise-injection", "trigger-search", "behaviour-diff-base", "cue-spotter"}
+            "spectral-signature", "noise-injection", "trigger-search", "behaviour-diff-base", "cue-spotter",
+            "output-monitor", "random-tokens"}
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +75,10 @@ def test_every_detector_runs_on_a_tiny_organism(name, subject):
             library = {e["line"] for e in subject.cue_library}
             assert all(set(p.split("\n")) <= library for p in proposals)
     assert meter.forward_passes >= 0 and meter.seconds > 0
-    if name not in ("random", "cue-spotter"):
+    if name not in ("random", "cue-spotter", "random-tokens"):
         assert meter.forward_passes > 0  # every real detector looks at the model
-    if name == "cue-spotter":
-        assert meter.forward_passes == 0  # it reads the prompt text only
+    if name in ("cue-spotter", "random-tokens"):
+        assert meter.forward_passes == 0  # it reads the prompt text only, or nothing at all
 
 
 def test_weights_are_restored_after_noise_injection(subject):
