@@ -248,3 +248,13 @@ def test_comparisons_recompute_and_the_board_calls_only_what_the_test_calls():
     assert "1 of 1 pairs called, 0 tied" in text and "| signal beats constant |" in text
     board = leaderboard(results, "blind")
     assert board.index("| signal |") < board.index("| constant |") and "(24 vs 52, 24 units" in board
+
+
+def test_a_comparison_draws_the_same_units_for_both_detectors():
+    """Two detectors that differ only by a hair differ by a hair in every replicate: the bootstrap is paired.
+    Drawn apart, the same two would differ by up to ~0.2 from replicate to replicate."""
+    scores, labels, units = _board(np.random.default_rng(12), [1.0])
+    rng = np.random.default_rng(13)
+    scores["twin"] = {m: s + 1e-3 * rng.normal() for m, s in scores["d0"].items()}
+    pair = compare_detectors(scores, labels, units, seed=2, n_bootstrap=500)["pairs"][0]
+    assert pair["difference"]["high"] - pair["difference"]["low"] < 0.02 and pair["verdict"] == "tied"
