@@ -98,9 +98,9 @@ def bca_interval(value: float, replicates: np.ndarray, jackknife: np.ndarray) ->
         return float("nan"), float("nan")
     below = (np.sum(replicates < value) + 0.5 * np.sum(replicates == value)) / len(replicates)
     bias = norm.ppf(np.clip(below, 1 / (len(replicates) + 1), len(replicates) / (len(replicates) + 1)))
-    spread = jackknife.mean() - jackknife
+    spread = jackknife.mean() - jackknife if len(jackknife) else np.zeros(1)
     denominator = 6 * np.sum(spread ** 2) ** 1.5
-    acceleration = np.sum(spread ** 3) / denominator if denominator > 0 else 0.0
+    acceleration = np.sum(spread ** 3) / denominator if denominator > 0 else 0.0  # no skew to correct for
     z = bias + norm.ppf([0.025, 0.975])
     levels = norm.cdf(bias + z / (1 - acceleration * z))
     low, high = np.percentile(replicates, 100 * levels)
@@ -197,7 +197,8 @@ def paired_p_value(difference: float, replicates: np.ndarray) -> float:
     replicates = replicates[np.isfinite(replicates)]
     spread = replicates.std(ddof=1) if len(replicates) > 1 else 0.0
     if spread <= 0:
-        return 1.0 if difference == 0 or not len(replicates) else 0.0
+        # No variation to measure (one unit, or every replicate alike): claim nothing rather than p = 0.
+        return 1.0
     return float(2 * norm.sf(abs(difference) / spread))
 
 

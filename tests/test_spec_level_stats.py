@@ -258,3 +258,30 @@ def test_a_comparison_draws_the_same_units_for_both_detectors():
     scores["twin"] = {m: s + 1e-3 * rng.normal() for m, s in scores["d0"].items()}
     pair = compare_detectors(scores, labels, units, seed=2, n_bootstrap=500)["pairs"][0]
     assert pair["difference"]["high"] - pair["difference"]["low"] < 0.02 and pair["verdict"] == "tied"
+
+
+def test_one_unit_gives_no_verdict_and_no_warning():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        board = compare_detectors({"x": {"a": 1.0, "b": 0.0}, "y": {"a": 0.0, "b": 1.0}}, {"a": 1, "b": 0},
+                                  {"a": "a", "b": "a"}, seed=0, n_bootstrap=50)
+        assert spec_auroc([1, 0], [1.0, 0.0], ["a", "a"], 0, 50).groups == 1
+    assert board["pairs"][0]["verdict"] == "tied" and board["units"] == 1
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_pooled_input_tpr_interval_counts_copies_exactly_as_pooling_does(seed):
+    """The secondary input figure's interval, taken over all replicates at once, is bit for bit the one
+    that pools and sorts every replicate (ties and models without negatives included)."""
+    from detectors.metrics import _cluster_interval, _cluster_tpr_interval, _fast_tpr
+    rng = np.random.default_rng(seed)
+    groups = []
+    for _ in range(rng.integers(1, 9)):
+        n = rng.integers(1, 15)
+        labels = (rng.random(n) < rng.choice([0.0, 0.3, 1.0])).astype(int)
+        groups.append((labels, np.round(rng.normal(size=n) + labels, rng.choice([0, 1, 3]))))
+    for fpr in (0.01, 0.05, 0.3):
+        ranked = _cluster_interval(groups, lambda p, n: _fast_tpr(p, n, fpr), seed, 100)
+        counted = _cluster_tpr_interval(groups, fpr, seed, 100)
+        assert counted == ranked or (np.isnan(ranked).all() and np.isnan(counted).all())
