@@ -2,7 +2,7 @@
 
 Every simulation draws synthetic scores with the zoo's real unit structure (a backdoor with a clean and a
 benign-conditional control, sharing a per-unit score component) from its own explicit seed, so each
-figure below is reproducible; no model is built. The whole file runs in ~20 s on one core.
+figure below is reproducible; no model is built. The whole file runs in ~20 s on one core (~10 s of tests).
 """
 
 from __future__ import annotations
@@ -198,7 +198,8 @@ def synthetic_items(rng, per_model_constant: dict[str, float] | None = None) -> 
             labels = (np.arange(12) < 6) if kind == "backdoor" else np.full(12, kind == "unconditional")
             inputs += [{"organism": name, "index": i, "label": int(y)} for i, y in enumerate(labels)]
             constant = (per_model_constant or {}).get(kind, 0.0)
-            input_scores += [{"detector": "signal", "organism": name, "scores": (labels + rng.normal(size=12)).tolist()},
+            signal = (labels + rng.normal(size=12)).tolist()
+            input_scores += [{"detector": "signal", "organism": name, "scores": signal},
                              {"detector": "constant", "organism": name, "scores": [constant] * 12}]
             model_scores += [{"detector": "signal", "organism": name,
                               "score": float(rng.normal() + 2.0 * (kind == "backdoor"))},
