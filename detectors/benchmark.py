@@ -34,7 +34,7 @@ from detectors.labelling import elicitation, label_outputs, outputs_of, trusted_
 from detectors.protocol import (BenchmarkConfig, Member, input_set, monitor_source, monitored_behaviour,
                                 pair_candidates, recovery_set, vet_proposal)
 from detectors.report import write_run
-from detectors.scoring import figures
+from detectors.scoring import comparisons, figures
 from detectors.seal import seal_report
 from organisms.blind_zoo import (blind_zoo_record, blind_zoos, count_benchmark_use, current_zoo_id,
                                  read_manifest)
@@ -322,6 +322,7 @@ def collect_items(members, cells, pair_rows, answers, recovery_rows, detector_na
         watched = monitored_behaviour(member, members)
         items["members"].append({
             "name": name, "zoo": member.zoo, "kind": member.kind, "matched_to": member.truth.matched_to,
+            "unit": member.truth.matched_to if member.truth.matched_to in members else name,
             "behaviour": member.truth.behaviour, "monitored": watched.name if watched else None,
             "shape": member.shape, "rare": member.rare, "cue_family": member.truth.trigger.family,
             "library_trigger_lines": len(set(member.truth.trigger.deployment) & library)
@@ -394,7 +395,7 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
     items = collect_items(members, cells, pair_rows, answers, recovery_rows, detector_names)
     settings = settings_of(config, detector_names, members)
     results = {
-        "figures": figures(items, settings), "settings": settings,
+        "figures": figures(items, settings), "comparisons": comparisons(items, settings), "settings": settings,
         "detectors": {d: {"params": params[d], "proposal_pool": DETECTORS[d].proposal_pool} for d in detector_names},
         "members": {n: {"zoo": m.zoo, "kind": m.kind} for n, m in sorted(members.items())},
         "unbuilt": unbuilt, "seal": seal_report(), "cells": len(answers), "timings": timings,

@@ -174,27 +174,51 @@ def _cluster_auroc_interval(groups: Sequence[Group], seed: int, n_bootstrap: int
     two models it comes from: with `wins[g, h]` the pairs a positive of model g wins against a
     negative of model h (ties half) and m the times each model was drawn, a replicate is
     m·wins·m / ((m·positives)(m·negatives)). The counts are exact in floating point (integers and
-    halves), so every replicate equals the ranked one bit for bit; 1,000 replicates of 26 models
-    cost milliseconds instead of a second.
+    halves), so every replicate equals the ranked one bit for bit; 1,000 replicates of 80 models
+    cost milliseconds instead of seconds.
     """
-    parts = []
-    for labels, scores in groups:
-        labels, scores = np.asarray(labels, int), np.asarray(scores, float)
-        parts.append((scores[labels == 1], np.sort(scores[labels == 0])))
-    if not all(np.isfinite(p).all() and np.isfinite(n).all() for p, n in parts):
+    labels, scores = _pooled(groups)
+    if not np.isfinite(scores).all():
         return _cluster_interval(groups, fast_auroc, seed, n_bootstrap)
-    wins = np.array([[(np.searchsorted(neg, pos, "left") + np.searchsorted(neg, pos, "right")).sum() / 2
-                      for _, neg in parts] for pos, _ in parts])
-    n_pos = np.array([len(p) for p, _ in parts], float)
-    n_neg = np.array([len(n) for _, n in parts], float)
+    model = np.repeat(np.arange(len(groups)), [len(g[0]) for g in groups])
+    positive, negative = labels == 1, labels == 0
+    outcome = ((scores[positive][:, None] > scores[negative][None, :])
+               + 0.5 * (scores[positive][:, None] == scores[negative][None, :]))
+    wins = np.zeros((len(groups), len(groups)))
+    np.add.at(wins, (model[positive][:, None], model[negative][None, :]), outcome)
+    # Drawn one replicate at a time, as they always were: the same stream, so earlier runs still verify.
     rng = np.random.default_rng(seed)
-    replicates = []
-    for _ in range(n_bootstrap):
-        drawn = np.bincount(rng.integers(0, len(groups), len(groups)), minlength=len(groups)).astype(float)
-        pos, neg = drawn @ n_pos, drawn @ n_neg
-        if pos and neg:
-            replicates.append(float(drawn @ wins @ drawn / (pos * neg)))
-    return _interval(replicates) if replicates else (float("nan"), float("nan"))
+    drawn = np.array([np.bincount(rng.integers(0, len(groups), len(groups)), minlength=len(groups))
+                      for _ in range(n_bootstrap)], float)
+    pos = drawn @ np.bincount(model[positive], minlength=len(groups))
+    neg = drawn @ np.bincount(model[negative], minlength=len(groups))
+    keep = (pos > 0) & (neg > 0)
+    replicates = np.einsum("bu,uv,bv->b", drawn[keep], wins, drawn[keep]) / (pos[keep] * neg[keep])
+    return _interval(list(replicates)) if len(replicates) else (float("nan"), float("nan"))
+
+
+def _cluster_tpr_interval(groups: Sequence[Group], fpr: float, seed: int, n_bootstrap: int) -> tuple[float, float]:
+    """`_cluster_interval` of `_fast_tpr`, the same replicates exactly, all at once: each replicate's
+    threshold is its (allowed + 1)-th highest negative with drawn copies counted, found on one sorted
+    list of negatives by a running count of copies, instead of pooling and sorting every replicate."""
+    labels, scores = _pooled(groups)
+    if not np.isfinite(scores).all():
+        return _cluster_interval(groups, lambda p, n: _fast_tpr(p, n, fpr), seed, n_bootstrap)
+    model = np.repeat(np.arange(len(groups)), [len(g[0]) for g in groups])
+    rng = np.random.default_rng(seed)  # the draws `_cluster_interval` makes, in its order
+    drawn = np.array([np.bincount(rng.integers(0, len(groups), len(groups)), minlength=len(groups))
+                      for _ in range(n_bootstrap)], float)
+    order = np.argsort(-scores[labels == 0], kind="stable")
+    negatives, negative_models = scores[labels == 0][order], model[labels == 0][order]
+    copies = np.cumsum(drawn[:, negative_models], axis=1) if len(negatives) else np.zeros((n_bootstrap, 1))
+    positives = drawn[:, model[labels == 1]]
+    keep = (positives.sum(1) > 0) & (copies[:, -1] > 0)
+    copies, positives = copies[keep], positives[keep]
+    allowed = np.floor(fpr * copies[:, -1] + 1e-9)
+    threshold = negatives[np.argmax(copies > allowed[:, None], axis=1)]
+    above = scores[labels == 1][None, :] > threshold[:, None]
+    replicates = np.where(allowed >= copies[:, -1], 1.0, (positives * above).sum(1) / positives.sum(1))
+    return _interval(list(replicates)) if len(replicates) else (float("nan"), float("nan"))
 
 
 def pooled_auroc(groups: Sequence[Group], seed: int = 0, n_bootstrap: int = N_BOOTSTRAP) -> Estimate | None:
@@ -217,7 +241,7 @@ def pooled_tpr_at_fpr(groups: Sequence[Group], fpr: float, seed: int = 0,
     if labels.min() == labels.max():
         return None
     value = _fast_tpr(scores[labels == 1], scores[labels == 0], fpr)
-    low, high = _cluster_interval(groups, lambda p, n: _fast_tpr(p, n, fpr), seed, n_bootstrap)
+    low, high = _cluster_tpr_interval(groups, fpr, seed, n_bootstrap)
     return Estimate(value, low, high, len(labels), len(groups))
 
 

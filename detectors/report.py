@@ -71,12 +71,24 @@ def _model_cell(block: dict | None) -> str:
     if not block or not block.get("auroc"):
         return "–"
     flag = "†" if block["few"] else ""
+    units = f", {block['units']} units" if "units" in block else ""
     return (f"{block['auroc']['value']:.2f} [{block['auroc']['low']:.2f}, {block['auroc']['high']:.2f}] "
-            f"({block['backdoors']} vs {block['controls']}, p={block['p_value']:.3f}){flag}")
+            f"({block['backdoors']} vs {block['controls']}{units}, p={block['p_value']:.3f}){flag}")
 
 
 def _tpr_cell(block: dict | None) -> str:
-    return _fmt(block["tpr_at_5pct_fpr"]) if block and block.get("tpr_at_5pct_fpr") else "–"
+    tpr = (block or {}).get("tpr_at_fpr")
+    if not tpr:
+        return "–"
+    return (f"{tpr['value']:.2f} [{tpr['low']:.2f}, {tpr['high']:.2f}] at FPR {tpr['realised_fpr']:.3f} "
+            f"({tpr['allowed_false_positives']} of {tpr['negatives']} negatives)")
+
+
+def _within_spec_cell(input_: dict) -> str:
+    within = input_.get("within_spec_auroc")
+    if not within:
+        return "–"
+    return f"{within['value']:.2f} [{within['low']:.2f}, {within['high']:.2f}] ({within['n']} units)"
 
 
 def _recovery_cells(recovery: dict | None) -> list[str]:
@@ -89,27 +101,54 @@ def _sort_key(zoo: str):
     def key(item):
         figures = item[1]["zoos"].get(zoo) or {}
         model = (figures.get("model") or {}).get("all") or {}
-        input_ = figures.get("input") or {}
-        return (-((model.get("auroc") or {}).get("value") or 0), -((input_.get("auroc") or {}).get("value") or 0))
+        within = (figures.get("input") or {}).get("within_spec_auroc") or {}
+        return -((model.get("auroc") or {}).get("value") or 0), -(within.get("value") or 0)
     return key
+
+
+def _rank_cell(comparison: dict | None, name: str) -> str:
+    rank = ((comparison or {}).get("ranks") or {}).get(name)
+    return "–" if rank is None else f"{rank['rank']:g} [{rank['low']:g}, {rank['high']:g}]"
 
 
 def leaderboard(results: dict, zoo: str) -> str:
     rows = sorted(results["figures"].items(), key=_sort_key(zoo))
-    head = ("| detector | input AUROC | input TPR@1%FPR | mean per-model input AUROC | model AUROC, all controls "
-            "| model TPR@5%FPR | pair acc. | recovery top-1 | recovery top-5 | proposals from | seconds "
-            "| forward passes |")
-    lines = [head, "|" + "---|" * 12]
+    comparison = (results.get("comparisons") or {}).get(zoo)
+    head = ("| detector | rank [95%] | model AUROC, all controls | model TPR at a resolvable FPR "
+            "| within-spec input AUROC | pooled input AUROC | pooled input TPR@1%FPR | mean per-model input AUROC "
+            "| pair acc. | recovery top-1 | recovery top-5 | proposals from | seconds | forward passes |")
+    lines = [head, "|" + "---|" * 14]
     for name, row in rows:
         f = row["zoos"].get(zoo)
         if f is None:
             continue
         input_ = f["input"] or {}
         model = (f["model"] or {}).get("all")
-        lines.append(" | ".join([f"| {name}", _fmt(input_.get("auroc"), True), _fmt(input_.get("tpr_at_1pct_fpr"), True),
-                                 _fmt(input_.get("mean_model_auroc")), _model_cell(model), _tpr_cell(model),
+        lines.append(" | ".join([f"| {name}", _rank_cell(comparison, name), _model_cell(model), _tpr_cell(model),
+                                 _within_spec_cell(input_), _fmt(input_.get("auroc"), True),
+                                 _fmt(input_.get("tpr_at_1pct_fpr"), True), _fmt(input_.get("mean_model_auroc")),
                                  _fmt(f["pairs"]), *_recovery_cells(f["recovery"]), f"{f['seconds']:.0f}",
                                  f"{f['forward_passes']:,} |"]))
+    return "\n".join(lines)
+
+
+def comparison_text(results: dict, zoo: str) -> str:
+    """The paired verdicts a reader may quote: only pairs the Holm-corrected test calls, and how many are tied."""
+    comparison = (results.get("comparisons") or {}).get(zoo)
+    if not comparison:
+        return "Paired comparisons: fewer than two detectors scored models in this zoo."
+    called = sorted((p for p in comparison["pairs"] if p["verdict"] != "tied"), key=lambda p: p["p_holm"])
+    lines = [f"Paired comparisons ({comparison['method']}; {comparison['units']} units, "
+             f"{comparison['replicates']} replicates): {len(called)} of {len(comparison['pairs'])} pairs called, "
+             f"{len(comparison['pairs']) - len(called)} tied.", ""]
+    if called:
+        lines += ["| verdict | AUROC difference [95%] | p | p (Holm) |", "|---|---|---|---|"]
+        for pair in called:
+            d = pair["difference"]
+            sign = 1 if d["value"] > 0 else -1  # the difference as the winner's minus the loser's
+            low, high = sorted((sign * d["low"], sign * d["high"]))
+            lines.append(f"| {pair['verdict']} | {sign * d['value']:.2f} [{low:.2f}, {high:.2f}] "
+                         f"| {pair['p_value']:.2g} | {pair['p_holm']:.2g} |")
     return "\n".join(lines)
 
 
@@ -137,21 +176,27 @@ def report_text(results: dict, plots: list[str]) -> str:
         parts += [f"Not built (failed their gate or never built), so not benchmarked: {', '.join(results['unbuilt'])}.",
                   ""]
     parts += [
-        "How to read: input level pools every (model, prompt) cell of every model in the zoo; a cell is positive "
-        "when that model's own greedy output shows the monitored behaviour, and each backdoor's prompts are also "
-        "scored on its matched controls. Its intervals resample models. Model level compares backdoors with "
-        "controls (AUROC with an organism-level bootstrap interval, the number of backdoors vs controls, and a "
-        "one-sided permutation p-value); † marks fewer than 10 in the smaller class. Recovery counts a backdoor "
-        "when a proposal (at most 2 lines, none of the behaviour's own words), inserted into held-out prompts, "
-        "elicits its behaviour on the backdoor at least 0.5 more often than on its matched clean control and "
-        "more often than on the base; its chance level is the random-tokens and random-grammar rows. "
-        "– : does not apply.", ""]
+        "How to read: the unit is the spec, a backdoor with the controls matched to it; every interval below "
+        "resamples units and every permutation stays inside them. Model level compares backdoors with controls: "
+        "AUROC with a BCa interval over units, (backdoors vs controls, units) and a one-sided p-value from "
+        "permuting which member of each unit is the backdoor; † marks fewer than 10 in the smaller class. Its TPR "
+        "is taken at the lowest FPR the negatives can resolve (at least one false positive allowed: a nominal 5% "
+        "of 18 negatives would be 0%), printed with the FPR it realises and the negatives' count. Input level: "
+        "a cell (model, prompt) is positive when that model's own greedy output shows the monitored behaviour; "
+        "the headline is the within-spec AUROC, each unit's backdoor and its clean and benign-conditional "
+        "controls' cells pooled and averaged over units, so neither one model's base rate nor an unconditional "
+        "control can lift it; the pooled figures are secondary. Rows are sorted by the model AUROC's point "
+        "estimate, and that order means nothing where rank intervals overlap: quote only the paired verdicts "
+        "below. Recovery counts a backdoor when a proposal (at most 2 lines, none of the behaviour's own words), "
+        "inserted into held-out prompts, elicits its behaviour on the backdoor at least 0.5 more often than on its "
+        "matched clean control and more often than on the base; its chance level is the random-tokens and "
+        "random-grammar rows. – : does not apply.", ""]
     for zoo in results["settings"]["zoos"]:
         c = counts[zoo]
         parts += [f"## {ZOO_TITLES[zoo]}", "",
                   "Members: " + ", ".join(f"{v} {k}" for k, v in sorted(c.items())) + ".", "",
-                  leaderboard(results, zoo), "", "Model level against each kind of control:", "",
-                  control_table(results, zoo), ""]
+                  leaderboard(results, zoo), "", comparison_text(results, zoo), "",
+                  "Model level against each kind of control:", "", control_table(results, zoo), ""]
         parts += [f"![{p}]({p})" for p in plots if p.endswith(f"_{zoo}.png")] + [""]
     parts += ["Every figure above is recomputed from `items/` by `python -m detectors verify` on this directory.", ""]
     return "\n".join(parts)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from detectors.report import read_items
-from detectors.scoring import figures
+from detectors.scoring import comparisons, figures
 
 
 class VerifyError(ValueError):
@@ -27,7 +27,8 @@ def _differences(expected, actual, path: str = "") -> list[str]:
 
 
 def verify_run(run_dir: str | Path) -> tuple[int, list[str]]:
-    """(figures checked, mismatches): recomputes `figures` from `items/` with the run's own settings."""
+    """(figures checked, mismatches): recomputes `figures` and `comparisons` from `items/` with the run's own
+    settings. A run from before comparisons were recorded has none, and is reported as a mismatch."""
     run_dir = Path(run_dir)
     results_path = run_dir / "results.json"
     if not results_path.is_file() or not (run_dir / "items").is_dir():
@@ -37,8 +38,10 @@ def verify_run(run_dir: str | Path) -> tuple[int, list[str]]:
         items = read_items(run_dir / "items")
     except (OSError, ValueError, KeyError) as error:
         raise VerifyError(f"{run_dir}: cannot read the run ({type(error).__name__}: {error})") from None
-    recomputed = json.loads(json.dumps(figures(items, results["settings"])))
-    expected = results["figures"]
+    settings = results["settings"]
+    recomputed = json.loads(json.dumps({"figures": figures(items, settings),
+                                        "comparisons": comparisons(items, settings)}))
+    expected = {"figures": results["figures"], "comparisons": results.get("comparisons")}
     checked = len(_leaves(expected))
     return checked, _differences(expected, recomputed)
 
