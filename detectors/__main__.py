@@ -14,7 +14,7 @@ import sys
 from detectors.base import load_built_in_detectors
 from detectors.benchmark import BenchmarkError, run_benchmark
 from detectors.protocol import BenchmarkConfig
-from detectors.report import leaderboard
+from detectors.report import blind_status, comparison_text, leaderboard
 from detectors.verify import VerifyError, verify_run
 from organisms.blind_zoo import BlindZooError
 from training.arguments import name_list, positive_int
@@ -38,8 +38,10 @@ def cmd_run(args) -> None:
                              n_per_condition=args.n_per_condition, jobs=args.jobs,
                              ray_address=ray_address(args.ray))
     run_dir, results = run_benchmark(config)
+    if blind_status(results):
+        print(f"\n{blind_status(results)}")
     for zoo in results["settings"]["zoos"]:
-        print(f"\n{zoo} zoo\n{leaderboard(results, zoo)}")
+        print(f"\n{zoo} zoo\n{leaderboard(results, zoo)}\n\n{comparison_text(results, zoo)}")
     print(f"\nreport: {run_dir / 'report.md'} ({results['seconds']} s)")
 
 

@@ -163,6 +163,22 @@ def control_table(results: dict, zoo: str) -> str:
     return "\n".join(lines)
 
 
+def blind_status(results: dict) -> str:
+    """Whether the blind board is a test or a development figure, and which zoos it pooled (no seed, only its hash)."""
+    zoos = results.get("blind_zoos") or []
+    if not zoos:
+        return ""
+    described = "; ".join(f"zoo {z['zoo_id']} (seed hash {z['seed_hash']}, {z['size']} members, run "
+                          f"{z['runs_before'] + 1} with these detector settings"
+                          f"{', seen seed' if z['seen_seed'] else ''}"
+                          f"{', first benchmarked with other settings' if not z['seen_seed'] and not z['fresh'] else ''})"
+                          for z in zoos)
+    if results.get("seen_seed"):
+        return (f"**Seen seed: the blind figures below are development figures**, not a blind test: {described}. "
+                "A seed someone gave, or a zoo first benchmarked with other detector settings, has been seen.")
+    return f"Blind zoo(s) nobody has seen, drawn from fresh 128-bit seeds: {described}."
+
+
 def report_text(results: dict, plots: list[str]) -> str:
     members = results["members"]
     counts = {zoo: {} for zoo in ("blind", "dev")}
@@ -172,6 +188,8 @@ def report_text(results: dict, plots: list[str]) -> str:
              f"Seed {results['settings']['seed']}; {results['cells']} answers from sealed cells; {results['seconds']} s in all "
              f"(labelling {results['timings']['labelling']} s, cells {results['timings']['cells']} s, "
              f"recovery {results['timings']['recovery']} s).", ""]
+    if blind_status(results):
+        parts += [blind_status(results), ""]
     if results["unbuilt"]:
         parts += [f"Not built (failed their gate or never built), so not benchmarked: {', '.join(results['unbuilt'])}.",
                   ""]
