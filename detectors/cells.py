@@ -57,7 +57,7 @@ def copy_model_files(source: str | Path, target: Path) -> Path:
     return target
 
 
-def start_cell_server(context) -> None:
+def start_cell_server() -> None:
     """Start (or restart, if it died) the forkserver every cell is forked from, with the cells'
     allowlisted environment: a process's /proc/self/environ keeps the environment it was started with,
     whatever it later does to os.environ."""
@@ -129,7 +129,7 @@ class CellPool:
         self.guarded = tuple(str(Path(p).resolve()) for p in guarded) + (str(self.root.resolve()),)
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload([CELL_SERVER])
-        start_cell_server(self.context)
+        start_cell_server()
         self.running: dict = {}
 
     def __enter__(self) -> "CellPool":
@@ -159,7 +159,7 @@ class CellPool:
         setup, scratch = self._prepare(jobs[0])
         ours, theirs = self.context.Pipe()
         process = self.context.Process(target=serve_cell, args=(theirs,), daemon=True)
-        start_cell_server(self.context)  # a no-op while it runs; a dead one restarts in the allowlist
+        start_cell_server()  # a no-op while it runs; a dead one restarts in the allowlist
         process.start()
         theirs.close()
         self.running[ours] = _Running(process, scratch, jobs)

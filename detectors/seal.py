@@ -104,8 +104,8 @@ def cell_environment(environ=None) -> dict[str, str]:
 
 
 def _c_environment() -> dict[bytes, bytes]:
-    """The C library's environment, which a started program inherits, which a started program inherits. A library may set one
-    there (setenv/putenv from C) without os.environ ever knowing: clearing os.environ leaves it."""
+    """The C library's environment, which a started program inherits. A library may set a variable there
+    (setenv from C) without os.environ knowing, and clearing os.environ leaves it."""
     import ctypes  # the scorer's side only: cells may not look C functions up
 
     found, entries = {}, ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
@@ -137,10 +137,15 @@ def cell_environment_only():
             os.putenv(key, value)
 
 
-def _is_other_folder(event: str, args: tuple, path: str) -> bool:
-    """`os.open` of a folder: its descriptor would let `dir_fd=` open relative paths the hook resolves
-    against the working folder instead (the event does not carry `dir_fd`)."""
-    return event == "open" and len(args) > 1 and args[1] is None and os.path.isdir(path)
+def _climbs_by_descriptor(event: str, args: tuple, path: str, inside: bool) -> bool:
+    """`os.open` is how a detector gets a folder's descriptor and opens paths relative to one (`dir_fd=`).
+    Its audit event does not carry `dir_fd`, so the hook resolves a relative path against the working
+    folder instead: refuse a folder outside the cell's (its descriptor would open anything in it), and a
+    relative path that climbs (`..` from a folder deep in the cell reaches other cells' folders)."""
+    if event != "open" or len(args) < 2 or args[1] is not None:  # builtin open passes a mode; os.open None
+        return False
+    raw = os.fsdecode(args[0])
+    return (not inside and os.path.isdir(path)) or (not os.path.isabs(raw) and os.pardir in Path(raw).parts)
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -160,7 +165,7 @@ def _audit(event: str, args: tuple) -> None:
     readable = _state["readable"] is not None and _inside(path, _state["readable"])
     if not own and not readable and any(_inside(path, root) for root in _state["guarded"]):
         _refuse()
-    if scratch is not None and not own and not readable and _is_other_folder(event, args, path):
+    if scratch is not None and _climbs_by_descriptor(event, args, path, own or readable):
         _refuse()
     match = _OTHER_PROCESS.match(path)
     if match and int(match.group(1)) != os.getpid():

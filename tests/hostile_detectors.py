@@ -208,6 +208,10 @@ class HostileLeaks(Hostile):
         others["parent by /proc/self/.."] = attempt("dotdot", lambda: _read(f"/proc/self/../{parent}/environ"))
         others["parent by a folder's descriptor"] = attempt("dir_fd", lambda: os.read(
             os.open(f"{parent}/environ", os.O_RDONLY, dir_fd=os.open("/proc", os.O_RDONLY)), 1000))
+        # A descriptor of a folder in the cell, then `..` past the cell: the hook sees a path that does not
+        # exist (resolved from the working folder), the kernel opens the folder of every cell.
+        climbed = "../../../" + here.parent.name
+        listing = attempt("climb", lambda: os.listdir(os.open(climbed, os.O_RDONLY, dir_fd=os.open("tmp", os.O_RDONLY))))
         self.extra = {"cell": str(here), "pid": os.getpid(), "environ": dict(os.environ), "files": files,
-                      "own proc": own, "other pids": len(pids), "other proc": others}
+                      "own proc": own, "other pids": len(pids), "other proc": others, "other cells": listing}
         return self
