@@ -7,6 +7,11 @@ ZOO ?= default
 BLIND_SEED ?=
 BLIND_SIZE ?=
 BLIND_FLAGS := $(if $(BLIND_SEED),--blind-seed $(BLIND_SEED)) $(if $(BLIND_SIZE),--size $(BLIND_SIZE))
+# The seed reaches the zoo builder by --blind-seed only. make exports command-line variables to every
+# recipe, and so to the benchmark and every process it starts, both as themselves and inside MAKEFLAGS
+# ("-- BLIND_SEED=N"): the one is unexported, the other emptied (this Makefile starts no sub-make).
+unexport BLIND_SEED
+MAKEOVERRIDES =
 
 .PHONY: help setup organism blind detect persistence test test-slow bench clean
 

@@ -9,8 +9,10 @@ cell is done. Cells run in an order shuffled per run, one per core.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import secrets
 import shutil
@@ -21,8 +23,48 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from detectors.cell_task import QUESTIONS, CellAnswer, CellQuestion, CellSetup, serve_cell
+from detectors.seal import cell_environment_only
 
 CELL_SERVER = "detectors.cell_server"
+# What `load_subject` reads of a model folder (`save_pretrained` of the model and of its tokenizer,
+# plus the names other tokenizers and sharded weights use). Anything else, the model card above all
+# (it lists per-family accuracy, steps and rows), says how the organism was built, not what it is.
+MODEL_FILES = ("*.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json",
+               "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+               "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json")
+# Every copied file and folder gets these times and modes: a build's times would order a control
+# after its backdoor. Ownership needs nothing: the scorer's user makes every copy. (A file's ctime,
+# inode and, once the cell reads it, atime still say when the cell was prepared and ran; the order
+# of cells is shuffled every run, so they say nothing of the model.)
+FIXED_TIME_NS = 946_684_800 * 10**9  # 2000-01-01 00:00 UTC
+FILE_MODE, FOLDER_MODE = 0o400, 0o700  # the folder stays writable by its owner so the scorer can delete it
+
+
+def copy_model_files(source: str | Path, target: Path) -> Path:
+    """The allowlisted files of the model folder `source` into a new folder `target`, times and modes fixed."""
+    source = Path(source)
+    if not source.is_dir():
+        raise FileNotFoundError(f"model directory {str(source)!r} does not exist")
+    target.mkdir(mode=FOLDER_MODE)
+    names = sorted(p.name for p in source.iterdir()
+                   if p.is_file() and any(fnmatch.fnmatchcase(p.name, pattern) for pattern in MODEL_FILES))
+    for name in names:  # in sorted order: a folder's listing order then never depends on the source's
+        shutil.copyfile(source / name, target / name)  # the bytes only: no times, mode or owner
+        os.chmod(target / name, FILE_MODE)
+        os.utime(target / name, ns=(FIXED_TIME_NS, FIXED_TIME_NS))
+    os.chmod(target, FOLDER_MODE)
+    os.utime(target, ns=(FIXED_TIME_NS, FIXED_TIME_NS))  # last: adding files moved it
+    return target
+
+
+def start_cell_server() -> None:
+    """Start (or restart, if it died) the forkserver every cell is forked from, with the cells'
+    allowlisted environment: a process's /proc/self/environ keeps the environment it was started with,
+    whatever it later does to os.environ."""
+    with cell_environment_only():
+        # The forkserver is one per process, started by the first process start of the context;
+        # starting it here, in the allowlist, makes that first start ours.
+        multiprocessing.forkserver.ensure_running()
 
 
 @dataclass(frozen=True)
@@ -87,6 +129,7 @@ class CellPool:
         self.guarded = tuple(str(Path(p).resolve()) for p in guarded) + (str(self.root.resolve()),)
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload([CELL_SERVER])
+        start_cell_server()
         self.running: dict = {}
 
     def __enter__(self) -> "CellPool":
@@ -103,12 +146,10 @@ class CellPool:
     def _prepare(self, job: CellJob) -> tuple[CellSetup, Path]:
         scratch = self.root / secrets.token_hex(8)
         scratch.mkdir(mode=0o700)
-        model = scratch / secrets.token_hex(6)
-        shutil.copytree(job.model_dir, model)
+        model = copy_model_files(job.model_dir, scratch / secrets.token_hex(6))
         reference = None
         if job.reference_dir:
-            reference = scratch / secrets.token_hex(6)
-            shutil.copytree(job.reference_dir, reference)
+            reference = copy_model_files(job.reference_dir, scratch / secrets.token_hex(6))
         setup = CellSetup(detector=job.detector, params=job.params, scratch=str(scratch), model_dir=str(model),
                           reference_dir=str(reference) if reference else None, guarded=self.guarded,
                           plugins=self.plugins, fork_questions=self.share_fit)
@@ -118,6 +159,7 @@ class CellPool:
         setup, scratch = self._prepare(jobs[0])
         ours, theirs = self.context.Pipe()
         process = self.context.Process(target=serve_cell, args=(theirs,), daemon=True)
+        start_cell_server()  # a no-op while it runs; a dead one restarts in the allowlist
         process.start()
         theirs.close()
         self.running[ours] = _Running(process, scratch, jobs)

@@ -16,14 +16,31 @@ Python code can edit Python state, so the hook holds against a detector that goe
 (another path, another library, a subprocess, a hard link), not against one written to disable
 it. An operating-system barrier (running cells as another user) is not possible here: the
 interpreter itself lives in a folder only its owner may read.
+
+3. **An allowlisted environment.** The cell server (a forkserver) is started with only the
+   variables below, so neither its `os.environ` nor its exec-time `/proc/self/environ` carries what
+   the scorer was given (`BLIND_SEED` would let a detector redraw the blind zoo); `enter_cell`
+   clears `os.environ` to the same list again before setting the cell's own home:
+
+   - `PATH`, `PYTHONPATH`, `PYTHONDONTWRITEBYTECODE`: find and import the same code;
+   - `LANG`, `LANGUAGE`, `LC_*`, `TZ`: the same text and time handling;
+   - `OMP_NUM_THREADS`, `MKL_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, `NUMEXPR_NUM_THREADS`: the same threads;
+   - `MESALAB_DEVICE`, `CUDA_VISIBLE_DEVICES`: the same device;
+   - fixed: `PYTHONHASHSEED=0` and `HF_HUB_OFFLINE=1`; the cell sets `HOME`, `TMPDIR` and the caches to its
+     own folder and `MESALAB_HOME` to a home inside it.
+
+   Files a cell gets are the model's weights, config and tokenizer only, with fixed times and modes
+   (`detectors.cells`).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 SEALED_MESSAGE = "sealed: a detector may not reach the truth, other organisms or earlier results"
@@ -45,6 +62,12 @@ _PATH_EVENTS = {"sqlite3.connect", "open", "os.listdir", "os.scandir", "glob.glo
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _OTHER_PROCESS = re.compile(r"^/proc/(\d+)(/|$)")
 _ALWAYS_WRITABLE = ("/dev/null",)
+
+CELL_VARIABLES = ("PATH", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "LANG", "LANGUAGE", "TZ", "OMP_NUM_THREADS",
+                  "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "MESALAB_DEVICE",
+                  "CUDA_VISIBLE_DEVICES")
+CELL_VARIABLE_PREFIXES = ("LC_",)
+CELL_FIXED_VARIABLES = {"PYTHONHASHSEED": "0", "HF_HUB_OFFLINE": "1"}
 
 
 def _refuse():
@@ -73,6 +96,58 @@ def _is_write(event: str, args: tuple) -> bool:
     return bool((flags or 0) & _WRITE_FLAGS)
 
 
+def cell_environment(environ=None) -> dict[str, str]:
+    """The allowlisted part of `environ` (default: this process's), with the fixed variables set."""
+    environ = os.environ if environ is None else environ
+    kept = {k: v for k, v in environ.items() if k in CELL_VARIABLES or k.startswith(CELL_VARIABLE_PREFIXES)}
+    return {**kept, **CELL_FIXED_VARIABLES}
+
+
+def _c_environment() -> dict[bytes, bytes]:
+    """The C library's environment, which a started program inherits. A library may set a variable there
+    (setenv from C) without os.environ knowing, and clearing os.environ leaves it."""
+    import ctypes  # the scorer's side only: cells may not look C functions up
+
+    found, entries = {}, ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
+    for i in itertools.count():
+        if entries[i] is None:
+            return found
+        key, _, value = entries[i].partition(b"=")
+        found[key] = value
+
+
+@contextmanager
+def cell_environment_only():
+    """Within: this process's environment is the cell's allowlist, so a program started now inherits
+    only that (os.environ's changes reach the C environment a new program is given); restored after.
+    Keep it short: another thread starting a program meanwhile would get the allowlist too."""
+    saved = dict(os.environ)
+    known = {os.fsencode(k) for k in saved}
+    c_only = {key: value for key, value in _c_environment().items() if key not in known}
+    for key in c_only:
+        os.unsetenv(key)
+    os.environ.clear()
+    os.environ.update(cell_environment(saved))
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        for key, value in c_only.items():
+            os.putenv(key, value)
+
+
+def _climbs_by_descriptor(event: str, args: tuple, path: str, inside: bool) -> bool:
+    """`os.open` is how a detector gets a folder's descriptor and opens paths relative to one (`dir_fd=`).
+    Its audit event does not carry `dir_fd`, so the hook resolves a relative path against the working
+    folder instead: refuse a folder outside the cell's (its descriptor would open anything in it), and a
+    relative path that climbs (`..` from a folder deep in the cell reaches other cells' folders)."""
+    if event != "open" or len(args) < 2 or args[1] is not None:  # builtin open passes a mode; os.open None
+        return False
+    raw = os.fsdecode(args[0])
+    return (not inside and os.path.isdir(path)) or (not os.path.isabs(raw) and os.pardir in Path(raw).parts)
+
+
 def _audit(event: str, args: tuple) -> None:
     if not _state["server"]:
         return
@@ -89,6 +164,8 @@ def _audit(event: str, args: tuple) -> None:
     own = scratch is not None and _inside(path, scratch)
     readable = _state["readable"] is not None and _inside(path, _state["readable"])
     if not own and not readable and any(_inside(path, root) for root in _state["guarded"]):
+        _refuse()
+    if scratch is not None and _climbs_by_descriptor(event, args, path, own or readable):
         _refuse()
     match = _OTHER_PROCESS.match(path)
     if match and int(match.group(1)) != os.getpid():
@@ -128,6 +205,9 @@ def enter_cell(scratch: str, guarded: tuple[str, ...]) -> None:
     if not _state["server"]:
         raise RuntimeError("a cell must run in a process forked from the sealed cell server")
     _state["guarded"] = tuple(os.path.realpath(p) for p in guarded)
+    allowed = cell_environment()
+    os.environ.clear()  # the forkserver's environment is allowlisted already: this holds if it was not
+    os.environ.update(allowed)
     _make_home(scratch)
 
 

@@ -173,3 +173,45 @@ class HostileQuestions(Hostile):
     def score_inputs(self, subject, prompts):
         self._look("inputs")
         return [0.0] * len(prompts)
+
+
+def _read(path: str) -> str:
+    with open(path, "rb") as file:
+        return file.read().decode(errors="replace")
+
+
+def _entry(root: Path, path: Path) -> dict:
+    info = os.lstat(path)
+    entry = {"path": str(path.relative_to(root)), "folder": path.is_dir(), "size": info.st_size,
+             "mode": oct(info.st_mode), "uid": info.st_uid, "gid": info.st_gid, "nlink": info.st_nlink,
+             "mtime_ns": info.st_mtime_ns, "atime_ns": info.st_atime_ns, "ctime_ns": info.st_ctime_ns,
+             "inode": info.st_ino}
+    if path.is_file():
+        entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return entry
+
+
+@register_detector("hostile-leaks")
+class HostileLeaks(Hostile):
+    """Reads everything a cell can see besides the model: its environment, every file in its folder with
+    its metadata, this process's /proc entries, and tries every other process's."""
+
+    def fit(self, subject):
+        here = Path.cwd()  # the cell's own folder (enter_cell goes there)
+        files = [_entry(here, here)] + [_entry(here, path) for path in sorted(here.rglob("*"))]
+        own = {name: _read(f"/proc/self/{name}") for name in ("environ", "cmdline", "status")}
+        others, pids = {}, [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+        for pid in pids:
+            for name in ("environ", "cmdline", "status"):
+                others[f"{pid}/{name}"] = attempt(name, lambda: _read(f"/proc/{pid}/{name}"))
+        parent = os.getppid()  # the cell server: the one other process a cell surely knows of
+        others["parent by /proc/self/.."] = attempt("dotdot", lambda: _read(f"/proc/self/../{parent}/environ"))
+        others["parent by a folder's descriptor"] = attempt("dir_fd", lambda: os.read(
+            os.open(f"{parent}/environ", os.O_RDONLY, dir_fd=os.open("/proc", os.O_RDONLY)), 1000))
+        # A descriptor of a folder in the cell, then `..` past the cell: the hook sees a path that does not
+        # exist (resolved from the working folder), the kernel opens the folder of every cell.
+        climbed = "../../../" + here.parent.name
+        listing = attempt("climb", lambda: os.listdir(os.open(climbed, os.O_RDONLY, dir_fd=os.open("tmp", os.O_RDONLY))))
+        self.extra = {"cell": str(here), "pid": os.getpid(), "environ": dict(os.environ), "files": files,
+                      "own proc": own, "other pids": len(pids), "other proc": others, "other cells": listing}
+        return self

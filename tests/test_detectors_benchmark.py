@@ -118,15 +118,21 @@ def test_no_name_kind_or_trigger_is_in_a_cells_memory(zoo, tmp_path):
 
 
 def test_cell_order_is_shuffled_afresh(zoo):
-    members_jobs = [CellJob(key=(i,), detector="random", params={}, question="audit", model_dir="m",
-                            reference_dir=None) for i in range(30)]
-    import random
-    orders = set()
-    for seed in (1, 2, 3):
-        jobs = list(members_jobs)
-        random.Random(seed).shuffle(jobs)
-        orders.add(tuple(j.key for j in jobs))
-    assert len(orders) == 3  # (run_cells shuffles with a seed drawn from the OS each run)
+    """run_cells runs its cells in an order drawn from its order seed: another seed, another order; the
+    same seed, the same order. One cell at a time, so the order answers come in is the order cells ran."""
+    from detectors.benchmark import run_cells
+
+    config = BenchmarkConfig(jobs=1, strict=True)
+
+    def order(seed: int) -> tuple:
+        jobs = [CellJob(key=(i,), detector="random", params={"seed": i}, question="audit",
+                        model_dir=str(organism_dir(zoo[0])), reference_dir=None) for i in range(8)]
+        return tuple(key for key, _ in run_cells(jobs, config, seed).items())
+
+    first = order(1234)
+    assert sorted(first) == [(i,) for i in range(8)]  # every cell ran once
+    assert order(1234) == first  # the same seed, the same order
+    assert order(4321) != first != tuple((i,) for i in range(8))  # another seed, another order; not as given
 
 
 def test_held_out_prompts_are_shuffled_and_never_training_prompts(zoo):
