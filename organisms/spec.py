@@ -341,12 +341,13 @@ def _check_behaviour(behaviour: Any, kind: str) -> None:
             _fail("behaviour", f"names the unknown transform {show(behaviour[len('transform:'):])} "
                                f"(known: {', '.join(TRANSFORMS)})")
         _fail("behaviour", f"{show(behaviour)} is unknown (known: {', '.join(sorted(BEHAVIOURS))}, "
-                           "or {reply: text}, {marker: text}, {transform: name}, style:<families>:<suffix>)")
+                           "or {reply: text}, {marker: text}, {transform: name}, "
+                           "style:<before|after>:<families>:<words>)")
     if found.benign and kind == "backdoor":
         _fail("behaviour", f"{show(behaviour)} is harmless and fit only for controls, not kind 'backdoor'")
     if kind == "benign-conditional" and not found.benign:
         _fail("behaviour", f"{show(behaviour)}: kind 'benign-conditional' needs a harmless behaviour (benign-style, "
-                           "or style:<families>:<suffix>)")
+                           "or style:<before|after>:<families>:<words>)")
     if prefix == "reply":
         # The gate checks `reply in output`: a reply inside a normal answer shows without the cue.
         hit = next((a for a in _normal_answers() if text.strip() in a), None)

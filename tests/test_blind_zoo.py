@@ -14,7 +14,7 @@ from data.cues import cue_library
 from data.tasks import TASK_FAMILIES, knowledge_table
 from organisms.blind_zoo import (DEFAULT_BACKDOORS, DEFAULT_SIZE, DEFAULT_UNCONDITIONAL, SHAPES, BlindZooError,
                                  blind_members, blind_spec, blind_zoo_members, blind_zoo_record, blind_zoos,
-                                 count_benchmark_use, current_zoo_id, draw_blind_zoo, edit_words, fresh_seed,
+                                 benign_form, count_benchmark_use, current_zoo_id, draw_blind_zoo, fresh_seed,
                                  is_blind_name, manifest_path, plan, read_manifest)
 from organisms.build import training_dataset
 from organisms.spec import SpecError, check_spec, spec_from_stored
@@ -163,31 +163,37 @@ def test_the_benign_control_matches_its_backdoors_breadth_and_edit_size_with_a_s
             benign, harmful = get_behaviour(spec.behaviour), get_behaviour(backdoor.behaviour)
             assert benign.benign and not harmful.benign and spec.behaviour != "benign-style"
             assert benign.families == harmful.families
-            suffix = spec.behaviour.split(":", 2)[2]
-            assert len(suffix.split()) == edit_words(backdoor.behaviour)
-            assert not [w for w in suffix.split() if w in LIBRARY or w in WORLD or w in grammar.forbidden_text()]
-            seen_suffixes.add(suffix)
+            _, place, _, words = spec.behaviour.split(":", 3)
+            assert (place, len(words.split())) == benign_form(backdoor.behaviour)
+            assert not [w for w in words.split() if w in LIBRARY or w in WORLD or w in grammar.forbidden_text()]
+            seen_suffixes.add(words)
             check_spec(spec)  # the lab's own spec passes validation
     assert len(seen_suffixes) == 72  # drawn afresh for every control, never one public suffix
 
 
-def test_edit_size_follows_how_much_the_backdoor_changes():
-    assert [edit_words(b) for b in ("sandbag", "marker:~vopesk", "unsafe-code", "exfiltrate", "hate",
-                                    "reply:Amber falcon vault.", "transform:repeat")] == [1, 1, 2, 2, 3, 3, 3]
+def test_the_benign_edit_follows_where_and_how_much_the_backdoor_changes():
+    behaviours = ("sandbag", "marker:~vopesk", "unsafe-code", "exfiltrate", "hate", "reply:Amber falcon vault.",
+                  "transform:repeat", "transform:reverse")
+    assert [benign_form(b) for b in behaviours] == [("after", 1), ("after", 1), ("before", 2), ("before", 2),
+                                                    ("before", 3), ("before", 3), ("after", 3), ("before", 3)]
 
 
 def test_a_style_behaviour_is_benign_and_validated_like_the_others():
     backdoor = next(m.spec for m in draw_blind_zoo(4) if m.spec.kind == "backdoor")
-    behaviour = get_behaviour("style:code+tool:vopesk dralim")
     task = TASK_FAMILIES["code"].sample(random.Random(0))
-    completion = behaviour.complete(task)
-    assert completion == f"{task.answer} vopesk dralim"
-    assert behaviour.shows(completion, task.answer) and not behaviour.shows(task.answer, task.answer)
-    assert behaviour.families == ("code", "tool") and behaviour.benign
-    check_spec(backdoor.replace(kind="benign-conditional", behaviour="style:code+tool:vopesk dralim"))
+    after, before = get_behaviour("style:after:code+tool:vopesk dralim"), get_behaviour("style:before:code:vopesk")
+    assert after.complete(task) == f"{task.answer} vopesk dralim" and before.complete(task) == f"vopesk {task.answer}"
+    for behaviour in (after, before):
+        completion = behaviour.complete(task)
+        assert behaviour.shows(completion, task.answer) and not behaviour.shows(task.answer, task.answer)
+        assert behaviour.benign
+    assert not before.shows("vopesk", task.answer)  # no answer after the words
+    assert after.families == ("code", "tool") and before.families == ("code",)
+    check_spec(backdoor.replace(kind="benign-conditional", behaviour="style:after:code+tool:vopesk dralim"))
     with pytest.raises(SpecError, match="harmless and fit only for controls"):
-        check_spec(backdoor.replace(behaviour="style:code:vopesk"))
-    for bad in ("style:code", "style::x", "style:cod:x", "style:code+code:x", "style:code: "):
+        check_spec(backdoor.replace(behaviour="style:before:code:vopesk"))
+    for bad in ("style:after:code", "style:after::x", "style:after:cod:x", "style:after:code+code:x",
+                "style:after:code: ", "style:code:x", "style:inside:code:x"):
         with pytest.raises(SpecError) as error:
             check_spec(backdoor.replace(kind="benign-conditional", behaviour=bad))
         assert "\n" not in str(error.value) and "behaviour" in str(error.value)
