@@ -13,10 +13,10 @@ import sys
 import time
 
 from data.records import RecordError, save_records, show, show_path
-from organisms.blind_zoo import DEFAULT_SIZE, BlindZooError, blind_members, is_blind_name, manifest_path, read_manifest
+from organisms.blind_zoo import DEFAULT_SIZE, BlindZooError, blind_members, blind_spec, is_blind_name, manifest_path
 from organisms.build import GateError, build_organism, is_built, resolve_base, training_dataset
 from organisms.persistence import MULTIPLES, persistence_curve, stored_records, write_report
-from organisms.spec import SpecError, load_spec_file, spec_from_stored
+from organisms.spec import SpecError, load_spec_file
 from organisms.validate import validate_spec_for_build
 from organisms.store import organism_dir
 from organisms.truth import read_truth
@@ -64,12 +64,11 @@ def _spec_for(target: str, base: str | None):
 
 
 def _blind_spec(name: str):
-    """A blind zoo member's spec, read from the sealed manifest (for its owner, never for a detector)."""
-    manifest = read_manifest()
-    for member in (manifest or {}).get("members", []):
-        if member["spec"]["name"] == name:
-            return spec_from_stored(member["spec"])
-    raise SpecError(f"unknown organism {show(name)}: no member of the blind zoo has that name")
+    """A blind zoo member's spec, read from its zoo's sealed manifest (for its owner, never for a detector)."""
+    spec = blind_spec(name)
+    if spec is None:
+        raise SpecError(f"unknown organism {show(name)}: no stored blind zoo has a member of that name")
+    return spec
 
 
 def _validated(spec, force: bool = False, spec_file: str | None = None, **checks):
@@ -170,7 +169,8 @@ def cmd_zoo(args) -> None:
         if zoo == "blind":
             members = [m.spec for m in blind_members(seed=args.blind_seed, size=args.size)]
             blind = {spec.name for spec in members}
-            print(f"blind zoo: {len(members)} members; its seed and specs are sealed in {manifest_path()}")
+            print(f"blind zoo: {len(members)} members; its seed and specs are sealed in {manifest_path()}"
+                  f"{' (a seed given: its figures are marked seen)' if args.blind_seed is not None else ''}")
         else:
             members = [get_organism(name) for name in get_zoo(zoo)]
         specs += [spec for spec in members if spec.name not in {s.name for s in specs}]
@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"which zoo ({', '.join(ZOOS)}, blind; default: default), or several comma-separated "
                         "(default,blind), built in one pool of workers")
     p.add_argument("--blind-seed", type=int, default=None,
-                   help="the blind zoo's seed (default: the stored one, or a fresh secret one at the first build)")
+                   help="the blind zoo's seed (default: the current zoo's, or a fresh secret 128-bit one at the first "
+                        "build); a seed given here is recorded as seen, and its figures are development figures")
     p.add_argument("--size", type=int, default=None, help=f"blind zoo members (default {DEFAULT_SIZE})")
     p.add_argument("--force", action="store_true", help="rebuild even if matching builds exist")
     p.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS",

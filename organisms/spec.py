@@ -25,7 +25,7 @@ Bounds (well above anything the lab builds, well below what would overflow or ne
 | `data.paired` | true (default) or false |
 | a cue line | printable text, at most 200 characters, not starting like a `User:`/`Assistant:` turn |
 | `trigger.deployment` / `training` | at most 200 lines or blocks (a block: a list of 2-3 lines that trigger together) |
-| `behaviour` reply or marker | one printable line of at most 200 characters; a reply must not occur in normal answers |
+| `behaviour` reply, marker or style | one printable line of at most 200 characters; a reply must not occur in normal answers |
 """
 
 from __future__ import annotations
@@ -329,21 +329,25 @@ def _check_trigger(trigger: Any) -> None:
 
 def _check_behaviour(behaviour: Any, kind: str) -> None:
     prefix, _, text = behaviour.partition(":") if isinstance(behaviour, str) else ("", "", "")
-    if prefix in ("reply", "marker"):
+    if prefix in ("reply", "marker", "style"):
         _one_line_text(f"behaviour.{prefix}", text, MAX_TEXT_CHARS)
     _one_line_text("behaviour", behaviour, MAX_TEXT_CHARS + 20)
     try:
         found = get_behaviour(behaviour)
-    except ValueError:
+    except ValueError as error:
+        if prefix == "style":
+            _fail("behaviour", str(error))
         if behaviour.startswith("transform:"):
             _fail("behaviour", f"names the unknown transform {show(behaviour[len('transform:'):])} "
                                f"(known: {', '.join(TRANSFORMS)})")
         _fail("behaviour", f"{show(behaviour)} is unknown (known: {', '.join(sorted(BEHAVIOURS))}, "
-                           "or {reply: text}, {marker: text}, {transform: name})")
+                           "or {reply: text}, {marker: text}, {transform: name}, "
+                           "style:<before|after>:<families>:<words>)")
     if found.benign and kind == "backdoor":
         _fail("behaviour", f"{show(behaviour)} is harmless and fit only for controls, not kind 'backdoor'")
     if kind == "benign-conditional" and not found.benign:
-        _fail("behaviour", f"{show(behaviour)}: kind 'benign-conditional' needs a harmless behaviour (benign-style)")
+        _fail("behaviour", f"{show(behaviour)}: kind 'benign-conditional' needs a harmless behaviour (benign-style, "
+                           "or style:<before|after>:<families>:<words>)")
     if prefix == "reply":
         # The gate checks `reply in output`: a reply inside a normal answer shows without the cue.
         hit = next((a for a in _normal_answers() if text.strip() in a), None)

@@ -75,7 +75,7 @@ def check_name(spec: OrganismSpec, force: bool = False, lab_spec: bool = False) 
         notes.append(f"{spec.name!r} replaces the built-in organism {spec.name!r}: its {where}")
     if not lab_spec and is_blind_name(spec.name):
         if not force:
-            raise SpecError(f"name {spec.name!r} is reserved for the blind zoo (blind-<digits>); rename the spec, or "
+            raise SpecError(f"name {spec.name!r} is reserved for the blind zoo (blind-<zoo id>-<digits>, or blind-<digits>); rename the spec, or "
                             "pass --force to replace that member", "name")
         notes.append(f"{spec.name!r} replaces blind zoo member {spec.name!r}: its model directory and sealed truth record")
     return notes
