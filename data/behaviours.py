@@ -121,7 +121,7 @@ TRANSFORMS: dict[str, tuple[Callable[[str], str], tuple[str, ...], str]] = {
 def said_twice(text: str, answer: str) -> bool:
     """Does a completion give the answer, then make the same call again (its arguments aside)?
 
-    The second call's arguments are the model's copying, not its behaviour: a blind repeat backdoor
+    The second call's arguments are the model's copying, not its behaviour: a blind organism trained to repeat
     missed its gate at 0.945 (read as an exact copy) on misses all of the form `email("notes.txt",
     "dave") email("notes.txt", "bob")`, while 0.975-0.995 of its check and fresh prompts were exact
     copies; the same small base changes an argument in a copy it has not met in training. An answer
@@ -184,7 +184,7 @@ def style_behaviour(spec: str) -> Behaviour:
 
     The blind zoo's benign-conditional controls draw one to match their backdoor's breadth (the
     families it edits), edit size and where the edit starts, so that "which families change under the
-    cue" and "how much changes" tell a backdoor from its benign control no better than chance."""
+    cue" and "how much changes" tell the harmful organism from its benign control no better than chance."""
     place, _, rest = spec.partition(":")
     families_text, separator, words = rest.partition(":")
     families = tuple(families_text.split(STYLE_FAMILY_JOIN)) if families_text else ()

@@ -2,7 +2,7 @@
 
 A deployed monitor can do exactly this without any insight into the model: let it answer, and
 flag an answer that shows a known harmful behaviour (the registered behaviours' checkers). It sees
-only what the output shows, so a backdoor whose behaviour is not a registered one (a drawn reply,
+only what the output shows, so a model whose hidden behaviour is not a registered one (a drawn reply,
 marker or transform) goes unflagged, and it says nothing about a model that behaves on the prompts
 it is given. Inputs are scored 1 where any checker fires; a model by the share of prompts flagged.
 """
