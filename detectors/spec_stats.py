@@ -76,7 +76,7 @@ def _arrays(labels, scores, units) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 
 def spec_auroc(labels: Sequence[int], scores: Sequence[float], units: Sequence[str], seed: int = 0,
                n_bootstrap: int = 1000) -> Estimate | None:
-    """AUROC with a percentile bootstrap over units (replicates lacking a class skipped); None without both classes."""
+    """AUROC with a BCa bootstrap interval over units (replicates lacking a class skipped); None without both classes."""
     arrays = _arrays(labels, scores, units)
     if arrays is None:
         return None
