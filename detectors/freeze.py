@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 import sys
+from pathlib import Path
 
 from detectors.base import DETECTORS
 
@@ -27,8 +28,13 @@ def settings_fingerprint(params: dict[str, dict]) -> str:
 
 
 def code_fingerprint(detector_names: list[str]) -> str:
-    """The source of each detector's module: a changed method is a changed detector, whatever its defaults."""
-    sources = {}
+    """The source of each detector's module and of the public data every detector may read (`data/`: the
+    task world, cues, behaviours' checkers, the blind grammar): a changed method is a changed detector,
+    whatever its defaults."""
+    import data
+
+    sources = {f"data/{path.name}": hashlib.sha256(path.read_bytes()).hexdigest()
+               for path in sorted(Path(data.__file__).parent.glob("*.py"))}
     for name in detector_names:
         module = sys.modules[DETECTORS[name].__module__]
         try:

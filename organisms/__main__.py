@@ -162,12 +162,12 @@ def _table(truths) -> None:
 def cmd_zoo(args) -> None:
     started = time.time()
     zoos = args.zoo
-    if "blind" not in zoos and (args.blind_seed is not None or args.size is not None):
-        raise ZooError("--blind-seed and --size apply to --zoo blind only")
+    if "blind" not in zoos and (args.blind_seed is not None or args.size is not None or args.new_draw):
+        raise ZooError("--blind-seed, --size and --new-draw apply to --zoo blind only")
     specs, blind = [], set()
     for zoo in zoos:  # every name is checked before anything is built
         if zoo == "blind":
-            members = [m.spec for m in blind_members(seed=args.blind_seed, size=args.size)]
+            members = [m.spec for m in blind_members(seed=args.blind_seed, size=args.size, new_draw=args.new_draw)]
             blind = {spec.name for spec in members}
             print(f"blind zoo: {len(members)} members; its seed and specs are sealed in {manifest_path()}"
                   f"{' (a seed given: its figures are marked seen)' if args.blind_seed is not None else ''}")
@@ -239,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the blind zoo's seed (default: the current zoo's, or a fresh secret 128-bit one at the first "
                         "build); a seed given here is recorded as seen, and its figures are development figures")
     p.add_argument("--size", type=int, default=None, help=f"blind zoo members (default {DEFAULT_SIZE})")
+    p.add_argument("--new-draw", action="store_true",
+                   help="draw a new blind zoo from a fresh secret seed even if one is current; earlier zoos and their "
+                        "builds stay, and 'detectors run --zoo blind:all' pools them")
     p.add_argument("--force", action="store_true", help="rebuild even if matching builds exist")
     p.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS",
                    help="build as Ray tasks: on a cluster at ADDRESS, or on a Ray instance started here when no "

@@ -327,14 +327,20 @@ def _members_of(manifest: dict) -> list[BlindMember]:
     return [BlindMember(spec_from_stored(m["spec"]), m["shape"], m["rare"]) for m in manifest["members"]]
 
 
-def blind_members(seed: int | None = None, size: int | None = None, create: bool = True) -> list[BlindMember]:
-    """The current blind zoo; a new one is drawn (fresh seed unless given) when there is none or when the seed
-    or size asked for differ from its own. Earlier zoos stay, with their builds, for `blind:all`.
+def blind_members(seed: int | None = None, size: int | None = None, create: bool = True,
+                  new_draw: bool = False) -> list[BlindMember]:
+    """The current blind zoo; a new one is drawn (fresh seed unless given) when there is none, when the seed
+    or size asked for differ from its own, or when `new_draw` asks for one. Earlier zoos stay, with their
+    builds, for `blind:all`.
 
     A given seed is a seen one: a zoo drawn from it, or the current zoo when the seed is its own, is
     marked `seen_seed`."""
     if seed is not None:
         _check_seed(seed)
+    if new_draw:
+        if seed is not None:
+            raise BlindZooError("a new draw takes a fresh seed; give --blind-seed or ask for a new draw, not both")
+        return write_manifest(fresh_seed(), size or DEFAULT_SIZE, seen_seed=False)
     manifest = read_manifest()
     if manifest is not None and (seed is None or seed == manifest["seed"]) and (size is None or size == manifest["size"]):
         if seed is not None and not manifest["seen_seed"]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from detectors.base import load_built_in_detectors
 from detectors.benchmark import _blind_zoo_ids, count_blind_use
 from detectors.freeze import fingerprint
@@ -60,3 +62,16 @@ def test_the_fingerprint_moves_with_a_detector_default():
     params = {"random": {"seed": 0, "budget": 0}}
     assert fingerprint(params) == fingerprint({"random": {"budget": 0, "seed": 0}})
     assert fingerprint(params) != fingerprint({"random": {"seed": 1, "budget": 0}})
+
+
+def test_a_new_draw_keeps_the_zoos_before_it():
+    from organisms.blind_zoo import BlindZooError, blind_members, blind_zoos
+
+    first = {m.spec.name for m in blind_members(size=7)}
+    assert {m.spec.name for m in blind_members(size=7)} == first  # the current zoo, not a new one
+    second = {m.spec.name for m in blind_members(size=7, new_draw=True)}
+    assert not first & second
+    records = blind_zoos()
+    assert len(records) == 2 and not any(r["seen_seed"] for r in records)
+    with pytest.raises(BlindZooError, match="fresh seed"):
+        blind_members(seed=5, new_draw=True)
