@@ -33,10 +33,29 @@ def cmd_list(args) -> None:
         print(f"{name:<22} {summary}")
 
 
+def detector_setting(text: str) -> tuple[str, str, object]:
+    """`DETECTOR.PARAM=VALUE` -> (detector, parameter, value); the value is read as YAML (3, 0.5, true, text)."""
+    import yaml
+
+    target, equals, value = text.partition("=")
+    detector, dot, parameter = target.partition(".")
+    if not (equals and dot and detector.strip() and parameter.strip()):
+        raise argparse.ArgumentTypeError(f"must be DETECTOR.PARAM=VALUE, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not a number, true/false or text") from None
+    return detector.strip(), parameter.strip(), parsed
+
+
 def cmd_run(args) -> None:
+    detector_params: dict = {}
+    for detector, parameter, value in args.set:
+        detector_params.setdefault(detector, {})[parameter] = value
     config = BenchmarkConfig(organisms=args.organisms, detectors=args.detectors, zoos=args.zoo, seed=args.seed,
                              n_per_condition=args.n_per_condition, jobs=args.jobs,
-                             ray_address=ray_address(args.ray))
+                             ray_address=ray_address(args.ray), plugins=tuple(args.plugin),
+                             detector_params=detector_params)
     run_dir, results = run_benchmark(config)
     if blind_status(results):
         print(f"\n{blind_status(results)}")
@@ -74,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="held-out prompts per cue condition")
     p.add_argument("--jobs", type=positive_int, default=max(1, min(os.cpu_count() or 1, 8)),
                    help="sealed cells run side by side (default: the cores)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="a module (importable from here, e.g. my_detector for ./my_detector.py) that registers "
+                        "further detectors; imported by the scorer and inside every sealed cell (repeatable)")
+    p.add_argument("--set", action="append", default=[], type=detector_setting, metavar="DETECTOR.PARAM=VALUE",
+                   help="override one detector parameter (repeatable), e.g. --set noise-injection.sigma=0.02; "
+                        "every override is recorded in results and changes the detector fingerprint")
     p.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS",
                    help="run the cells as Ray tasks: on a cluster at ADDRESS, or on a Ray instance started here "
                         f"when no address is given (default: ${RAY_VARIABLE}, else no Ray)")

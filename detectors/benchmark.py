@@ -119,11 +119,19 @@ def resolve_members(config: BenchmarkConfig, fingerprint: str = "") -> tuple[dic
 def resolve_detectors(config: BenchmarkConfig) -> list[str]:
     registry = load_built_in_detectors()
     for module in config.plugins:
-        __import__(module)
+        try:
+            __import__(module)
+        except ImportError as error:
+            raise BenchmarkError(f"plugin module {module!r} cannot be imported ({error}); give a module name "
+                                 "importable from here, e.g. my_detector for ./my_detector.py") from None
     names = list(config.detectors) if config.detectors is not None else sorted(registry)
     for name in names:
         if name not in DETECTORS:
             raise BenchmarkError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
+    for name in config.detector_params:
+        if name not in DETECTORS:
+            raise BenchmarkError(f"parameters given for unknown detector {name!r}; "
+                                 f"known: {', '.join(sorted(DETECTORS))}")
     return names
 
 

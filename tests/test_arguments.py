@@ -67,3 +67,40 @@ def test_empty_or_repeated_names_are_refused_before_any_work(main, argv, message
         main(argv)
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+
+
+@pytest.mark.parametrize("text", ["noise-injection", "noise-injection.sigma", ".sigma=1", "noise-injection.=1",
+                                  "noise-injection.sigma=[1"])
+def test_detector_settings_in_another_form_are_refused_before_any_work(text, no_work, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        detectors_cli.main(["run", "--set", text])
+    assert exit_.value.code == 2
+    assert repr(text) in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_detector_settings_and_plugins_reach_the_benchmark(monkeypatch):
+    seen = {}
+
+    def run_benchmark(config):
+        seen["config"] = config
+        raise detectors_cli.BenchmarkError("stop here")
+
+    monkeypatch.setattr(detectors_cli, "run_benchmark", run_benchmark)
+    code = detectors_cli.main(["run", "--set", "noise-injection.sigma=0.02", "--set", "noise-injection.mode=weights",
+                               "--set", "random.seed=3", "--plugin", "my_detector"])
+    assert code == 2
+    config = seen["config"]
+    assert config.detector_params == {"noise-injection": {"sigma": 0.02, "mode": "weights"}, "random": {"seed": 3}}
+    assert config.plugins == ("my_detector",)
+
+
+@pytest.mark.parametrize("config, message", [
+    (dict(detector_params={"no-such-detector": {"seed": 1}}), "parameters given for unknown detector 'no-such-detector'"),
+    (dict(plugins=("no_such_plugin_module",)), "plugin module 'no_such_plugin_module' cannot be imported"),
+])
+def test_unknown_detectors_in_settings_and_missing_plugins_are_named(config, message):
+    from detectors.benchmark import BenchmarkError, resolve_detectors
+    from detectors.protocol import BenchmarkConfig
+
+    with pytest.raises(BenchmarkError, match=message):
+        resolve_detectors(BenchmarkConfig(**config))
