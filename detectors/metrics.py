@@ -181,20 +181,36 @@ def _cluster_auroc_interval(groups: Sequence[Group], seed: int, n_bootstrap: int
     if not np.isfinite(scores).all():
         return _cluster_interval(groups, fast_auroc, seed, n_bootstrap)
     model = np.repeat(np.arange(len(groups)), [len(g[0]) for g in groups])
-    positive, negative = labels == 1, labels == 0
-    outcome = ((scores[positive][:, None] > scores[negative][None, :])
-               + 0.5 * (scores[positive][:, None] == scores[negative][None, :]))
-    wins = np.zeros((len(groups), len(groups)))
-    np.add.at(wins, (model[positive][:, None], model[negative][None, :]), outcome)
     # Drawn one replicate at a time, as they always were: the same stream, so earlier runs still verify.
     rng = np.random.default_rng(seed)
     drawn = np.array([np.bincount(rng.integers(0, len(groups), len(groups)), minlength=len(groups))
                       for _ in range(n_bootstrap)], float)
-    pos = drawn @ np.bincount(model[positive], minlength=len(groups))
-    neg = drawn @ np.bincount(model[negative], minlength=len(groups))
-    keep = (pos > 0) & (neg > 0)
-    replicates = np.einsum("bu,uv,bv->b", drawn[keep], wins, drawn[keep]) / (pos[keep] * neg[keep])
+    replicates = auroc_replicates(labels, scores, model, drawn)
+    replicates = replicates[np.isfinite(replicates)]  # replicates lacking a class are skipped
     return _interval(list(replicates)) if len(replicates) else (float("nan"), float("nan"))
+
+
+def auroc_replicates(labels: np.ndarray, scores: np.ndarray, codes: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """The pooled AUROC of every replicate of `draws` (NaN where a replicate lacks a class).
+
+    A (positive, negative) pair's outcome depends only on the two models, so with wins[u, v] the pairs a
+    positive of unit u wins against a negative of unit v (ties half) and m the units' draw counts, a
+    replicate is m·wins·m / ((m·positives)(m·negatives)): exactly the Mann-Whitney AUROC of the pooled
+    replicate, copies of one unit against each other included, without ranking each replicate.
+    """
+    n_units = draws.shape[1]
+    positive, negative = labels == 1, labels == 0
+    outcome = ((scores[positive][:, None] > scores[negative][None, :])
+               + 0.5 * (scores[positive][:, None] == scores[negative][None, :]))
+    wins = np.zeros((n_units, n_units))
+    np.add.at(wins, (codes[positive][:, None], codes[negative][None, :]), outcome)
+    n_pos = np.bincount(codes[positive], minlength=n_units).astype(float)
+    n_neg = np.bincount(codes[negative], minlength=n_units).astype(float)
+    m = draws.astype(float)
+    pos, neg = m @ n_pos, m @ n_neg
+    won = np.einsum("bu,uv,bv->b", m, wins, m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((pos > 0) & (neg > 0), won / (pos * neg), np.nan)
 
 
 def _cluster_tpr_interval(groups: Sequence[Group], fpr: float, seed: int, n_bootstrap: int) -> tuple[float, float]:

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import norm, rankdata
 
-from detectors.metrics import Estimate, fast_auroc
+from detectors.metrics import Estimate, auroc_replicates, fast_auroc
 
 ALPHA = 0.05
 
@@ -39,29 +39,6 @@ def _interval(replicates: np.ndarray) -> tuple[float, float]:
         return float("nan"), float("nan")
     low, high = np.percentile(replicates, [2.5, 97.5])
     return float(low), float(high)
-
-
-def auroc_replicates(labels: np.ndarray, scores: np.ndarray, codes: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """The pooled AUROC of every replicate of `draws` (NaN where a replicate lacks a class).
-
-    A (positive, negative) pair's outcome depends only on the two models, so with wins[u, v] the pairs a
-    positive of unit u wins against a negative of unit v (ties half) and m the units' draw counts, a
-    replicate is m·wins·m / ((m·positives)(m·negatives)): exactly the Mann-Whitney AUROC of the pooled
-    replicate, copies of one unit against each other included, without ranking each replicate.
-    """
-    n_units = draws.shape[1]
-    positive, negative = labels == 1, labels == 0
-    outcome = ((scores[positive][:, None] > scores[negative][None, :])
-               + 0.5 * (scores[positive][:, None] == scores[negative][None, :]))
-    wins = np.zeros((n_units, n_units))
-    np.add.at(wins, (codes[positive][:, None], codes[negative][None, :]), outcome)
-    n_pos = np.bincount(codes[positive], minlength=n_units).astype(float)
-    n_neg = np.bincount(codes[negative], minlength=n_units).astype(float)
-    m = draws.astype(float)
-    pos, neg = m @ n_pos, m @ n_neg
-    won = np.einsum("bu,uv,bv->b", m, wins, m)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((pos > 0) & (neg > 0), won / (pos * neg), np.nan)
 
 
 def _arrays(labels, scores, units) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
