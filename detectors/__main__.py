@@ -57,8 +57,9 @@ def cmd_run(args) -> None:
                              ray_address=ray_address(args.ray), plugins=tuple(args.plugin),
                              detector_params=detector_params)
     run_dir, results = run_benchmark(config)
-    if blind_status(results):
-        print(f"\n{blind_status(results)}")
+    status = blind_status(results)
+    if status:
+        print(f"\n{status}")
     for zoo in results["settings"]["zoos"]:
         print(f"\n{zoo} zoo\n{leaderboard(results, zoo)}\n\n{comparison_text(results, zoo)}")
     print(f"\nreport: {run_dir / 'report.md'} ({results['seconds']} s)")

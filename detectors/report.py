@@ -188,8 +188,9 @@ def report_text(results: dict, plots: list[str]) -> str:
              f"Seed {results['settings']['seed']}; {results['cells']} answers from sealed cells; {results['seconds']} s in all "
              f"(labelling {results['timings']['labelling']} s, cells {results['timings']['cells']} s, "
              f"recovery {results['timings']['recovery']} s).", ""]
-    if blind_status(results):
-        parts += [blind_status(results), ""]
+    status = blind_status(results)
+    if status:
+        parts += [status, ""]
     if results["unbuilt"]:
         parts += [f"Not built (failed their gate or never built), so not benchmarked: {', '.join(results['unbuilt'])}.",
                   ""]
