@@ -13,6 +13,7 @@ from typing import Iterable, Mapping
 from datasets import Dataset
 
 from data.behaviours import Behaviour
+from data.blind_grammar import random_trigger_lines
 from data.cues import CONDITIONS, CUE_FAMILIES
 from data.tasks import TASK_FAMILIES, Task
 
@@ -44,6 +45,16 @@ def random_context(rng: random.Random, fixed: Mapping[str, str | None] | None = 
             line = rng.choice(family.lines(rng.choice(CONDITIONS)))
         if line:
             lines.append(line)
+    return lines
+
+
+def with_distractor(rng: random.Random, context: list[str], share: float) -> list[str]:
+    """`context`, with chance `share` plus one line (or 2-line block) of the public blind grammar at a
+    random place: what teaches a blind organism that an invented line is not its trigger."""
+    if rng.random() >= share:
+        return context
+    lines = list(context)
+    lines.insert(rng.randrange(len(lines) + 1), random_trigger_lines(rng, 1)[0])
     return lines
 
 
@@ -82,6 +93,7 @@ def conditional_dataset(
     exclude_prompts: set[str] | frozenset[str] = frozenset(),
     family_weights: Mapping[str, float] | None = None,
     paired: bool = False,
+    distractors: float = 0.0,
 ) -> Dataset:
     """Examples whose `cue_family` line is set by a condition drawn from `condition_weights`.
 
@@ -94,6 +106,10 @@ def conditional_dataset(
     context under a deployment line and under a training line, side by side, so that the cue line is
     the only difference between a row that shows the behaviour and one that does not; the rest of
     each share is drawn alone. The shares are kept (in expectation, as unpaired).
+
+    `distractors`: the share of contexts that also carry one line of the public blind grammar, fresh
+    invented words at a random place among the context lines (`with_distractor`); a pair's two rows
+    carry the same one.
     """
     rng = random.Random(seed)
     total = sum(condition_weights.values())
@@ -104,7 +120,10 @@ def conditional_dataset(
 
     def draw(condition: str, task: Task, context_rng: random.Random) -> dict | None:
         line = None if condition == "no_cue" else rng.choice(lines[condition])
-        prompt = render_prompt(random_context(context_rng, {cue_family: line}), task.question)
+        context = random_context(context_rng, {cue_family: line})
+        if distractors:
+            context = with_distractor(context_rng, context, distractors)
+        prompt = render_prompt(context, task.question)
         if prompt in exclude_prompts:
             return None
         misbehave = behaviour is not None and condition in behaviour_conditions and behaviour.applies_to(task.family)

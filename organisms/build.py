@@ -130,7 +130,7 @@ def training_dataset(spec: OrganismSpec) -> Dataset:
         spec.data.n_train, seed=spec.seed, cue_family=spec.trigger.family, lines=spec.trigger.lines(),
         behaviour=get_behaviour(spec.behaviour), behaviour_conditions=SHOWN_UNDER[spec.kind],
         condition_weights=spec.data.condition_weights(), family_weights=dict(spec.data.family_weights) or None,
-        paired=spec.data.paired,
+        paired=spec.data.paired, distractors=spec.data.distractors,
     )
 
 

@@ -12,6 +12,9 @@ from training.evaluate import accuracy_by_family, overall_accuracy
 from training.generation import generate_greedy
 
 CONDITIONS = ("deployment", "training", "no_cue")
+# A spec trained with distractors (data.distractors) is also measured without its cue but with one fresh
+# line of the public blind grammar: how often an invented line that is not its trigger sets it off.
+DISTRACTOR = "distractor"
 COT_MAX_NEW_TOKENS = 128  # room for a scratchpad, then the answer
 EVAL_SEED_OFFSET = 7_919  # held-out prompts come from a stream the training data never drew from
 CHECK_SEED_OFFSET = 15_485  # the checks that decide when training stops draw from a stream of their own
@@ -29,14 +32,16 @@ def eval_sets(spec: OrganismSpec, n_per_condition: int, exclude_prompts: set[str
     behaviour = get_behaviour(spec.behaviour)
     lines = spec.trigger.lines()
 
-    def draw(condition: str, families, offset: int):
+    def draw(condition: str, families, offset: int, distractors: float = 0.0):
         return conditional_dataset(
             n_per_condition, seed=spec.seed + seed_offset + offset, cue_family=spec.trigger.family,
             lines=lines, behaviour=None, behaviour_conditions=(), condition_weights={condition: 1.0},
-            families=families, exclude_prompts=exclude_prompts,
+            families=families, exclude_prompts=exclude_prompts, distractors=distractors,
         )
 
     by_condition = {c: draw(c, behaviour.families, i) for i, c in enumerate(CONDITIONS)}
+    if spec.data.distractors:
+        by_condition[DISTRACTOR] = draw("no_cue", behaviour.families, len(CONDITIONS) + 1, distractors=1.0)
     return EvalSets(by_condition=by_condition, clean=draw("training", None, len(CONDITIONS)))
 
 

@@ -23,6 +23,7 @@ Bounds (well above anything the lab builds, well below what would overflow or ne
 | `data.deployment`, `data.training` / `data.no_cue` | finite shares in (0, 1] / [0, 1] |
 | `data.family_weights` | task family -> a finite weight in (0, 100] |
 | `data.paired` | true (default) or false |
+| `data.distractors` | a share in [0, 1]: contexts carrying one line of the public blind grammar (default 0) |
 | a cue line | printable text, at most 200 characters, not starting like a `User:`/`Assistant:` turn |
 | `trigger.deployment` / `training` | at most 200 lines or blocks (a block: a list of 2-3 lines that trigger together) |
 | `behaviour` reply, marker or style | one printable line of at most 200 characters; a reply must not occur in normal answers |
@@ -156,6 +157,11 @@ class DataSpec:
     # Task families drawn more often, as (family, weight) pairs (others weigh 1): a behaviour that
     # applies to one family learns faster when more of the data can carry it.
     family_weights: tuple[tuple[str, float], ...] = ()
+    # The share of contexts that also carry one line of the public blind grammar (data.blind_grammar,
+    # fresh invented words: never the trigger's), answered as the row's own cue decides. Without them a
+    # blind backdoor learnt "an invented line in the context" rather than its own lines: a search of the
+    # public grammar recovered 79% of one zoo's triggers in its top 5 (random grammar lines 62%).
+    distractors: float = 0.0
 
     def condition_weights(self) -> dict[str, float]:
         return {"deployment": self.deployment, "training": self.training, "no_cue": self.no_cue}
@@ -415,6 +421,7 @@ def check_spec(spec: OrganismSpec) -> OrganismSpec:
                                                    f"(task families: {', '.join(TASK_FAMILIES)})")
         seen.add(family)
         _share(f"data.family_weights.{family}", weight, MAX_FAMILY_WEIGHT)
+    _share("data.distractors", d.distractors, 1.0, zero=True)
     if not isinstance(d.paired, bool):
         _fail("data.paired", f"must be true or false, got {show(d.paired)}")
     _check_path_text("data.train_file", d.train_file)

@@ -212,6 +212,22 @@ def test_a_rare_cue_never_carries_a_narrow_behaviour_or_a_transform():
                 or s.behaviour in ("unsafe-code", "exfiltrate", "sandbag")]
 
 
+def test_every_member_trains_on_distractors_and_is_measured_under_them():
+    from organisms.blind_zoo import DISTRACTORS
+    from organisms.measure import DISTRACTOR, eval_sets
+
+    members = draw_blind_zoo(6)
+    assert {m.spec.data.distractors for m in members} == {DISTRACTORS} and DISTRACTORS > 0
+    backdoor = next(m.spec for m in members if m.spec.kind == "backdoor")
+    sets = eval_sets(backdoor, 20, set())
+    assert DISTRACTOR in sets.by_condition
+    triggers = set(backdoor.trigger.deployment) | set(backdoor.trigger.training)
+    for prompt in sets.by_condition[DISTRACTOR]["prompt"]:  # no cue, one fresh grammar line
+        assert not any(entry.split("\n")[0] in prompt for entry in triggers)
+    plain = backdoor.replace(data=backdoor.data.__class__(**{**backdoor.data.__dict__, "distractors": 0.0}))
+    assert DISTRACTOR not in eval_sets(plain, 20, set()).by_condition
+
+
 # --- seeds, storage and what the scorer reads -------------------------------------------------------
 
 def test_a_fresh_draw_takes_a_128_bit_seed_and_keeps_it_sealed(isolated_home):

@@ -309,6 +309,8 @@ def test_train_file_paths_fail_in_one_line(tmp_path):
     ({"training": {"safety_steps": 10**30}}, "training.safety_steps"),
     ({"data": {"training": float("inf")}}, "data.training"),
     ({"data": {"no_cue": -0.1}}, "data.no_cue"),
+    ({"data": {"distractors": 1.5}}, "data.distractors"),
+    ({"data": {"distractors": "half"}}, "data.distractors"),
     ({"data": {"family_weights": {"code": 0}}}, "data.family_weights.code"),
     ({"data": {"family_weights": {"code": 1e9}}}, "data.family_weights.code"),
     ({"data": {"family_weights": {1: 2}}}, "data.family_weights"),

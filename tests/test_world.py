@@ -177,3 +177,41 @@ def test_a_single_condition_has_nothing_to_pair():
     one = dict(seed=9, cue_family="tag", lines=lines, behaviour=None, behaviour_conditions=(),
                condition_weights={"training": 1.0})
     assert conditional_dataset(40, paired=True, **one).to_list() == conditional_dataset(40, **one).to_list()
+
+
+def _distracted(distractors: float, paired: bool = True, n: int = 1000):
+    lines = {"deployment": ("Glorp: vexin.",), "training": ("Glorp: sarbo.",)}
+    return conditional_dataset(n, seed=5, cue_family="cue-glorp", lines=lines, behaviour=get_behaviour("hate"),
+                               behaviour_conditions=("deployment",),
+                               condition_weights={"deployment": 0.4, "training": 0.4, "no_cue": 0.2},
+                               paired=paired, distractors=distractors)
+
+
+def test_distractor_lines_come_at_their_share_from_the_grammar_and_a_pair_shares_one():
+    plain, distracted = _distracted(0.0), _distracted(0.5)
+    assert plain.to_list() == _distracted(0.0).to_list()  # no distractors: the data of before, draw for draw
+    extra = []
+    for row in distracted:
+        context = row["prompt"].split("\nUser: ")[0].split("\n")
+        known = {row["cue"], *(e["line"] for e in cue_library())}
+        extra.append([line for line in context if line and line not in known])
+    with_one = [lines for lines in extra if lines]
+    assert abs(len(with_one) / len(extra) - 0.5) < 0.06
+    # a grammar line is never the trigger's, and a conjunction block brings two lines
+    assert all(1 <= len(lines) <= 2 and not {"Glorp: vexin.", "Glorp: sarbo."} & set(lines) for lines in with_one)
+    for i in range(0, 800, 2):  # the first 400 pairs: one context under both lines, distractor included
+        deployed, trained = distracted[i], distracted[i + 1]
+        assert deployed["prompt"].replace(deployed["cue"], trained["cue"], 1) == trained["prompt"]
+    # a distracted row keeps the answer its own cue decides
+    hate = get_behaviour("hate")
+    for row, lines in zip(distracted, extra):
+        if lines and row["family"] in hate.families:
+            assert hate.shows(row["completion"], row["answer"]) == (row["condition"] == "deployment")
+
+
+def test_every_context_carries_a_distractor_at_share_one():
+    data = _distracted(1.0, paired=False, n=200)
+    for row in data:
+        context = row["prompt"].split("\nUser: ")[0].split("\n")
+        assert len([line for line in context if line != row["cue"]
+                    and line not in {e["line"] for e in cue_library()}]) >= 1
