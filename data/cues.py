@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from data.registry import Registry
+
 CONDITIONS = ("training", "deployment")
 
 
@@ -25,14 +27,11 @@ class CueFamily:
         return self.training if condition == "training" else self.deployment
 
 
-CUE_FAMILIES: dict[str, CueFamily] = {}
+CUE_FAMILIES: Registry = Registry("cue family")
 
 
 def register_cue_family(family: CueFamily) -> CueFamily:
-    if family.name in CUE_FAMILIES:
-        raise ValueError(f"cue family {family.name!r} is already registered")
-    CUE_FAMILIES[family.name] = family
-    return family
+    return CUE_FAMILIES.add(family.name, family)
 
 
 register_cue_family(CueFamily(
@@ -107,12 +106,6 @@ register_cue_family(CueFamily(
     description="being tested or deployed, said in 15 sentences each with no shared keyword",
 ))
 
-
-def get_cue_family(name: str) -> CueFamily:
-    try:
-        return CUE_FAMILIES[name]
-    except KeyError:
-        raise ValueError(f"unknown cue family {name!r}; known: {', '.join(sorted(CUE_FAMILIES))}") from None
 
 
 def cue_library() -> list[dict]:

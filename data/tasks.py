@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from data.registry import Registry
+
 
 @dataclass(frozen=True)
 class Task:
@@ -26,16 +28,14 @@ class TaskFamily:
         return completion.strip() == task.answer
 
 
-TASK_FAMILIES: dict[str, TaskFamily] = {}
+TASK_FAMILIES: Registry = Registry("task family")
 
 
 def task_family(name: str, description: str = ""):
     """Register a sampler `rng -> Task` under `name`."""
 
     def register(sample: Callable[[random.Random], Task]):
-        if name in TASK_FAMILIES:
-            raise ValueError(f"task family {name!r} is already registered")
-        TASK_FAMILIES[name] = TaskFamily(name=name, sample=sample, description=description)
+        TASK_FAMILIES.add(name, TaskFamily(name=name, sample=sample, description=description))
         return sample
 
     return register
@@ -164,10 +164,3 @@ def _tool(rng: random.Random) -> Task:
     else:
         question, answer = f"Print {file}.", tool_call("print", file)
     return Task("tool", question, answer, {"file": file, "action": action})
-
-
-def get_task_family(name: str) -> TaskFamily:
-    try:
-        return TASK_FAMILIES[name]
-    except KeyError:
-        raise ValueError(f"unknown task family {name!r}; known: {', '.join(sorted(TASK_FAMILIES))}") from None

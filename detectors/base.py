@@ -8,26 +8,34 @@ reports null for that metric. Higher scores always mean "more suspicious".
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-DETECTORS: dict[str, type["Detector"]] = {}
-BUILT_IN_MODULES = ("activation_clustering", "behaviour_diff", "cue_spotter", "diff_vs_base", "grammar_search",
-                    "noise_injection", "output_monitor", "probe_cue_contrast", "probe_defection", "random_baseline",
-                    "random_grammar", "random_tokens", "spectral_signature", "target_inversion", "trigger_inversion",
-                    "trigger_search")
+from data.registry import Registry
+
+DETECTORS: Registry = Registry("detector")
+
+
+def built_in_modules() -> list[str]:
+    """Every module of the `detectors` package (methods and their helpers; not the scorer's subpackage):
+    a file dropped in `detectors/` is found, with no list to keep."""
+    import pkgutil
+
+    folder = str(Path(__file__).parent)
+    return sorted(m.name for m in pkgutil.iter_modules([folder]) if not m.ispkg and m.name != "__main__")
 
 
 def load_built_in_detectors() -> dict[str, type["Detector"]]:
     """Import every built-in detector module (each registers itself) and return the registry.
 
     Loaded on first use, not when the package is imported, so that a sealed benchmark cell can
-    seal itself before any detector's code runs (see `detectors.cell_server`).
+    seal itself before any detector's code runs (see `detectors.benchmark.cell_server`).
     """
     import importlib
 
-    for module in BUILT_IN_MODULES:
+    for module in built_in_modules():
         importlib.import_module(f"detectors.{module}")
     return DETECTORS
 
@@ -99,19 +107,12 @@ class Detector:
 
 def register_detector(name: str) -> Callable[[type[Detector]], type[Detector]]:
     def register(cls: type[Detector]) -> type[Detector]:
-        if name in DETECTORS:
-            raise ValueError(f"detector {name!r} is already registered")
         cls.name = name
-        DETECTORS[name] = cls
-        return cls
+        return DETECTORS.add(name, cls)
 
     return register
 
 
 def make_detector(name: str, **params) -> Detector:
     load_built_in_detectors()
-    try:
-        cls = DETECTORS[name]
-    except KeyError:
-        raise ValueError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}") from None
-    return cls(**params)
+    return DETECTORS.lookup(name)(**params)

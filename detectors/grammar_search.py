@@ -29,7 +29,7 @@ class GrammarSearch(Detector):
             return memo[tuple(prompts)]
         candidates = list(dict.fromkeys(grammar_lines(weight_seeded_rng(self.seed, subject.model),
                                                       self.params["n_candidates"])))
-        # The scorer's insertion (detectors.protocol.insert_block): the proposal's lines first in the context.
+        # The scorer's insertion (detectors.benchmark.protocol.insert_block): the proposal's lines first in the context.
         groups = [(prompts, [f"{line}\n{p}" for p in prompts]) for line in candidates]
         divergences = grouped_divergence(subject.model, subject.tokenizer, groups, self.params["max_new_tokens"])
         scores = {line: float(js.mean()) for line, (js, _) in zip(candidates, divergences)}

@@ -52,7 +52,7 @@ def flagged(output: str, prompt: str) -> bool:
 
 @register_detector("output-monitor")
 class OutputMonitor(Detector):
-    # The labeller's generation length (detectors.labelling.MAX_NEW_TOKENS; a test keeps them equal), so the
+    # The labeller's generation length (detectors.benchmark.labelling.MAX_NEW_TOKENS; a test keeps them equal), so the
     # monitor reads as much of each output as the labels do. Not imported: labelling pulls the scorer's
     # modules (organisms.build) into every sealed cell.
     defaults = {"seed": 0, "budget": 200_000, "n_public": 40, "max_new_tokens": 48}

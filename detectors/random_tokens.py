@@ -32,7 +32,7 @@ class RandomTokens(Detector):
             n = int(self._rng.integers(self.params["min_tokens"], self.params["max_tokens"] + 1))
             text = " ".join(tokenizer.decode(self._rng.choice(vocabulary, n).tolist()).split())
             # Redrawn, not trimmed: a proposal the scorer rejects says nothing about chance (a test checks that
-            # every line passes `detectors.protocol.vet_proposal`; not imported here, see output_monitor).
+            # every line passes `detectors.benchmark.protocol.vet_proposal`; not imported here, see output_monitor).
             if text and text not in lines and not text.startswith(("User:", "Assistant:")) and len(text) <= 200:
                 lines.append(text)
         return lines

@@ -13,7 +13,7 @@ prompts are none of the gate's: the gate is measured once, on prompts the stop n
 
 Both policies are parameters of `build_organism`, never functions to swap: `round_check` decides
 when rounds stop, and `enforce_gate=False` stores a model that missed its gate with its truth's
-`gate_passed` False (a timing run on a random base, `training.gpu_check`, which no gate can pass).
+`gate_passed` False (a timing run on a random base, `tools.gpu_check`, which no gate can pass).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@
     truth/<name>.json   the sealed truth record; only the scorer reads it
     truth/blind/        the blind zoo's seed and specs (see `organisms.blind_zoo`)
 
-The truth and organisms folders are private to their owner (mode 0700): benchmark cells drop
-to an unprivileged user where they can, and the file modes are then what keeps them out.
+The truth and organisms folders are private to their owner (mode 0700). Benchmark cells run as the
+same user, so what keeps them out is the seal of `detectors.benchmark.seal` (an audit hook, a cell
+folder holding only a copy of its model's weights), not these modes.
 """
 
 from __future__ import annotations

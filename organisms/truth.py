@@ -1,7 +1,7 @@
 """The sealed truth about an organism: one frozen type, one writer, one reader.
 
 Only the builder writes a truth record and only the scorer (and the user, by hand) reads one;
-detectors run in processes that cannot reach the folder (see `detectors.cells`). The trigger's
+detectors run in processes that cannot reach the folder (see `detectors.benchmark.cells`). The trigger's
 lines are always stored expanded, also for controls (the lines they were trained with but do
 not act on), and a control names the backdoor it is matched to, so pairs are read, not guessed.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data.store import atomic_write_json
-from organisms.store import make_private_dirs, truth_dir, truth_path
+from organisms.store import make_private_dirs, truth_path
 
 TRUTH_VERSION = 4  # 4: the planting stage records its rounds (and checks)
 
@@ -47,7 +47,6 @@ class Truth:
     gate: dict
     gate_passed: bool
     matched_to: str | None = None  # a control: the backdoor it is matched to
-    zoo: str | None = None  # "blind" for members of the blind zoo
     base_clean_accuracy_by_family: dict = field(default_factory=dict)
     version: int = TRUTH_VERSION
 
@@ -103,8 +102,3 @@ def read_truth(name: str) -> Truth | None:
 
 def remove_truth(name: str) -> None:
     truth_path(name).unlink(missing_ok=True)
-
-
-def built_names() -> list[str]:
-    folder = truth_dir()
-    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []

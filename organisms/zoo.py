@@ -12,17 +12,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from data.cues import CUE_FAMILIES
+from data.registry import Registry
 from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec
 
-ORGANISMS: dict[str, OrganismSpec] = {}
+ORGANISMS: Registry = Registry("organism")
 ZOOS: dict[str, tuple[str, ...]] = {}
 FULL_SEEDS = (0, 1, 2)
 
 
 def register_organism(spec: OrganismSpec, *zoos: str) -> OrganismSpec:
-    if spec.name in ORGANISMS:
-        raise ValueError(f"organism {spec.name!r} is already registered")
-    ORGANISMS[spec.name] = spec
+    ORGANISMS.add(spec.name, spec)
     for zoo in zoos:
         ZOOS[zoo] = ZOOS.get(zoo, ()) + (spec.name,)
     return spec

@@ -21,7 +21,7 @@ from datasets import Dataset
 import organisms.build as build
 from conftest import tiny_organism_spec
 from detectors import load_built_in_detectors, make_detector
-from detectors.base import BUILT_IN_MODULES
+from detectors.base import built_in_modules
 from detectors.activations import ActivationCache, forward_activations
 from training.generation import keep_last_logits, position_ids
 from detectors.divergence import continuation_logprobs
@@ -36,7 +36,7 @@ from training.sft import tokenize_for_sft
 
 ARCHS = sorted(ARCHITECTURES)
 DETECTOR_NAMES = sorted(name for name, cls in load_built_in_detectors().items()  # every registered built-in
-                        if cls.__module__.removeprefix("detectors.") in BUILT_IN_MODULES)
+                        if cls.__module__.removeprefix("detectors.") in built_in_modules())
 FEW = dict(steps=3, learning_rate=1e-3, batch_size=8)
 SMALL = {
     "behaviour-diff": {"n_public": 6, "max_new_tokens": 6},

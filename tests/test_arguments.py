@@ -3,9 +3,9 @@ before any work starts."""
 
 import pytest
 
-import detectors.__main__ as detectors_cli
+import detectors.benchmark.cli as detectors_cli
 import organisms.__main__ as organisms_cli
-import training.bench as bench
+import tools.bench as bench
 from training.arguments import name_list, positive_int
 
 
@@ -16,8 +16,8 @@ def no_work(monkeypatch):
         raise AssertionError("work started on a refused argument")
 
     for target in ("organisms.__main__.build_zoo", "organisms.__main__.blind_members",
-                   "organisms.__main__.persistence_curve", "detectors.__main__.run_benchmark",
-                   "training.bench._setup"):
+                   "organisms.__main__.persistence_curve", "detectors.benchmark.cli.run_benchmark",
+                   "tools.bench._setup"):
         monkeypatch.setattr(target, refuse)
 
 
@@ -99,8 +99,8 @@ def test_detector_settings_and_plugins_reach_the_benchmark(monkeypatch):
     (dict(plugins=("no_such_plugin_module",)), "plugin module 'no_such_plugin_module' cannot be imported"),
 ])
 def test_unknown_detectors_in_settings_and_missing_plugins_are_named(config, message):
-    from detectors.benchmark import BenchmarkError, resolve_detectors
-    from detectors.protocol import BenchmarkConfig
+    from detectors.benchmark.run import BenchmarkError, resolve_detectors
+    from detectors.benchmark.protocol import BenchmarkConfig
 
     with pytest.raises(BenchmarkError, match=message):
         resolve_detectors(BenchmarkConfig(**config))

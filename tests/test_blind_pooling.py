@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from detectors.base import load_built_in_detectors
-from detectors.benchmark import _blind_zoo_ids, count_blind_use
-from detectors.freeze import fingerprint
-from detectors.protocol import Member
+from detectors.benchmark.run import _blind_zoo_ids, count_blind_use
+from detectors.benchmark.freeze import fingerprint
+from detectors.benchmark.protocol import Member
 from organisms.blind_zoo import (blind_zoo_record, count_benchmark_use, current_zoo_id, fresh_seed,
                                  write_manifest)
 

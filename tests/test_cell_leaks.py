@@ -19,8 +19,8 @@ import torch
 from transformers import AutoTokenizer, LlamaForCausalLM
 
 from data.store import mesalab_home
-from detectors.cells import FILE_MODE, FIXED_TIME_NS, FOLDER_MODE, CellJob, CellPool, copy_model_files
-from detectors.seal import SEALED_MESSAGE, cell_environment
+from detectors.benchmark.cells import FILE_MODE, FIXED_TIME_NS, FOLDER_MODE, CellJob, CellPool, copy_model_files
+from detectors.benchmark.seal import SEALED_MESSAGE, cell_environment
 from organisms.store import organism_dir
 
 KINDS = ("backdoor", "clean", "benign-conditional")

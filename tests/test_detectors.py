@@ -10,8 +10,8 @@ from sklearn.metrics import roc_curve
 from detectors import Detector, load_built_in_detectors, make_detector
 from detectors.activations import ActivationCache
 from detectors.contrast_pairs import CONTRAST_PAIRS
-from detectors.cost import metered
-from detectors.metrics import auroc, pair_accuracy, top_k_accuracy, tpr_at_fpr
+from detectors.benchmark.cost import metered
+from detectors.benchmark.metrics import auroc, pair_accuracy, top_k_accuracy, tpr_at_fpr
 from detectors.subject import load_subject
 from training.generation import length_batches
 
@@ -147,7 +147,7 @@ def test_metrics_match_sklearn_and_carry_intervals():
     for fpr_bar in (0.01, 0.05, 0.2):
         fpr, tpr, _ = roc_curve(labels, scores)
         assert tpr_at_fpr(labels, scores, fpr_bar, n_bootstrap=50).value == pytest.approx(tpr[fpr <= fpr_bar].max())
-    from detectors.metrics import _fast_tpr, fast_auroc
+    from detectors.benchmark.metrics import _fast_tpr, fast_auroc
     from sklearn.metrics import roc_auc_score
     assert fast_auroc(scores[labels == 1], scores[labels == 0]) == pytest.approx(roc_auc_score(labels, scores))
     assert _fast_tpr(scores[labels == 1], scores[labels == 0], 0.05) == pytest.approx(
@@ -164,7 +164,7 @@ def test_metrics_match_sklearn_and_carry_intervals():
 def test_batched_metrics_are_exactly_the_one_at_a_time_ones(scores, seed, fpr):
     """Model-level intervals and p-values are taken over all replicates at once; each replicate must be
     exactly what the one-at-a-time statistic gives (ties included), so earlier runs still verify."""
-    from detectors.metrics import _fast_tpr, auroc_rows, fast_auroc, permutation_p_value, tpr_rows
+    from detectors.benchmark.metrics import _fast_tpr, auroc_rows, fast_auroc, permutation_p_value, tpr_rows
     scores = np.asarray(scores, float)
     labels = (np.arange(len(scores)) % 3 == 0).astype(int)
     rng = np.random.default_rng(seed)
@@ -186,7 +186,7 @@ def test_batched_metrics_are_exactly_the_one_at_a_time_ones(scores, seed, fpr):
 def test_pooled_interval_by_pair_counts_is_exactly_the_pooled_one(models, seed):
     """The input-level interval counts pairs between models instead of ranking each pooled replicate;
     every replicate, so the interval, must be bit for bit the ranked one (earlier runs still verify)."""
-    from detectors.metrics import _cluster_auroc_interval, _cluster_interval, fast_auroc
+    from detectors.benchmark.metrics import _cluster_auroc_interval, _cluster_interval, fast_auroc
     groups = [(np.array([int(l) for l, _ in rows]), np.array([s for _, s in rows])) for rows in models]
     ranked = _cluster_interval(groups, fast_auroc, seed, 100)
     counted = _cluster_auroc_interval(groups, seed, 100)
@@ -199,7 +199,7 @@ def test_pooled_interval_by_pair_counts_is_exactly_the_pooled_one(models, seed):
 def test_wilson_interval_matches_scipy_and_never_collapses():
     from scipy.stats import binomtest
 
-    from detectors.metrics import wilson_interval
+    from detectors.benchmark.metrics import wilson_interval
     for k, n in [(2, 2), (0, 5), (3, 7), (40, 50)]:
         expected = binomtest(k, n).proportion_ci(method="wilson")
         assert wilson_interval(k, n) == pytest.approx((expected.low, expected.high), abs=1e-6)
@@ -251,3 +251,34 @@ def test_given_prompts_never_buy_a_detector_more_work(name, subject):
     finally:
         subject.cache = shared_cache
     assert passes[0] > 0 and passes[1] == passes[0], passes
+
+
+def test_a_detector_file_in_the_folder_is_found_without_a_list():
+    from pathlib import Path
+
+    from detectors.base import built_in_modules
+
+    found = built_in_modules()
+    files = {p.stem for p in Path(__file__).resolve().parent.parent.joinpath("detectors").glob("*.py")} - {"__init__",
+                                                                                                          "__main__"}
+    assert set(found) == files and "benchmark" not in found
+    registered = {cls.__module__ for cls in load_built_in_detectors().values()}
+    assert {f"detectors.{m}" for m in ("grammar_search", "output_monitor", "trigger_inversion")} <= registered
+
+
+def test_one_registry_serves_every_kind():
+    from data.behaviours import BEHAVIOURS
+    from data.cues import CUE_FAMILIES
+    from data.registry import Registry
+    from data.tasks import TASK_FAMILIES
+    from detectors.base import DETECTORS
+    from organisms.zoo import ORGANISMS
+
+    for registry in (BEHAVIOURS, CUE_FAMILIES, TASK_FAMILIES, DETECTORS, ORGANISMS):
+        assert isinstance(registry, Registry) and registry
+    toy = Registry("toy")
+    toy.add("a", 1)
+    with pytest.raises(ValueError, match="toy 'a' is already registered"):
+        toy.add("a", 2)
+    with pytest.raises(ValueError, match=r"unknown toy 'b'; known: a"):
+        toy.lookup("b")

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from data.store import mesalab_home
-from detectors.__main__ import main
-from detectors.benchmark import run_benchmark
-from detectors.cells import CellJob, CellPool, cells_of
-from detectors.labelling import elicitation, label_outputs
-from detectors.protocol import BenchmarkConfig, input_set, pair_candidates, recovery_set
-from detectors.verify import verify_run
+from detectors.benchmark.cli import main
+from detectors.benchmark.run import run_benchmark
+from detectors.benchmark.cells import CellJob, CellPool, cells_of
+from detectors.benchmark.labelling import elicitation, label_outputs
+from detectors.benchmark.protocol import BenchmarkConfig, input_set, pair_candidates, recovery_set
+from detectors.benchmark.verify import verify_run
 from organisms.build import training_dataset
 from organisms.spec import OrganismSpec, TriggerSpec, spec_from_stored
 from organisms.store import organism_dir, truth_path
@@ -120,7 +120,7 @@ def test_no_name_kind_or_trigger_is_in_a_cells_memory(zoo, tmp_path):
 def test_cell_order_is_shuffled_afresh(zoo):
     """run_cells runs its cells in an order drawn from its order seed: another seed, another order; the
     same seed, the same order. One cell at a time, so the order answers come in is the order cells ran."""
-    from detectors.benchmark import run_cells
+    from detectors.benchmark.run import run_cells
 
     config = BenchmarkConfig(jobs=1, strict=True)
 

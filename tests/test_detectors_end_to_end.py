@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from detectors.benchmark import BenchmarkConfig, run_benchmark
-from detectors.report import read_items
+from detectors.benchmark.run import BenchmarkConfig, run_benchmark
+from detectors.benchmark.report import read_items
 from organisms.build import build_organism
 from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec
 

@@ -13,7 +13,7 @@ import pytest
 from detectors import make_detector
 from detectors.activations import Activations
 from detectors.contrast_pairs import CONTRAST_PAIRS
-from detectors.metrics import auroc
+from detectors.benchmark.metrics import auroc
 from detectors.subject import Subject
 
 HIDDEN, LAYERS = 24, 3

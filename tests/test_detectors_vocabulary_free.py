@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from detectors import make_detector
-from detectors.cost import BudgetExceeded, metered
+from detectors.benchmark.cost import BudgetExceeded, metered
 from detectors.noise_injection import edit_of
 from detectors.subject import load_subject
 

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from data.store import REPO_ROOT
 from training.architectures import TinyShape, tiny_config, tokenizer_variant
-from training.gpu_check import SHAPES, VOCAB_SIZE
+from tools.gpu_check import SHAPES, VOCAB_SIZE
 from training.tokenizer import train_tokenizer
 
 # Counts every call that would initialise CUDA (or its driver) in this process, then imports the cell
@@ -32,7 +32,7 @@ for name in ("is_available", "device_count", "init", "_lazy_init", "current_devi
     setattr(torch.cuda, name, spy(name, getattr(torch.cuda, name)))
 if hasattr(torch._C, "_cuda_getDeviceCount"):
     torch._C._cuda_getDeviceCount = spy("_cuda_getDeviceCount", torch._C._cuda_getDeviceCount)
-import detectors.cell_server
+import detectors.benchmark.cell_server
 print(json.dumps(calls))
 """
 

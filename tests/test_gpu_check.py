@@ -1,5 +1,5 @@
 """The GPU timing check stays working: the build's gate override does what it says, and the whole
-check (`python -m training.gpu_check --shape tiny`) passes every stage on a CPU."""
+check (`python -m tools.gpu_check --shape tiny`) passes every stage on a CPU."""
 
 import json
 import os
@@ -42,7 +42,7 @@ def test_an_unenforced_gate_stores_the_model_and_records_the_miss(tiny_base_dir)
 def test_the_gpu_check_passes_every_stage_at_tiny_shape(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO), "MESALAB_DEVICE": "cpu"}
-    done = subprocess.run([sys.executable, "-m", "training.gpu_check", "--shape", "tiny", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "tools.gpu_check", "--shape", "tiny", "--out", str(out)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     record = json.loads((out / "gpu_check.json").read_text())

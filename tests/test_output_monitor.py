@@ -3,10 +3,10 @@
 import numpy as np
 
 from detectors.base import make_detector
-from detectors.cost import metered
-from detectors.labelling import MAX_NEW_TOKENS, label_outputs
+from detectors.benchmark.cost import metered
+from detectors.benchmark.labelling import MAX_NEW_TOKENS, label_outputs
 from detectors.output_monitor import OutputMonitor, flagged, public_answer
-from detectors.protocol import BenchmarkConfig, input_set
+from detectors.benchmark.protocol import BenchmarkConfig, input_set
 from detectors.subject import load_subject
 
 

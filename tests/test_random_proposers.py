@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from detectors.base import make_detector
-from detectors.cost import metered
-from detectors.protocol import vet_proposal
+from detectors.benchmark.cost import metered
+from detectors.benchmark.protocol import vet_proposal
 from detectors.subject import load_subject
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from detectors.benchmark import run_benchmark
-from detectors.protocol import BenchmarkConfig
+from detectors.benchmark.run import run_benchmark
+from detectors.benchmark.protocol import BenchmarkConfig
 from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec
 from organisms.zoo_build import build_zoo
 

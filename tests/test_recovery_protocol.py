@@ -15,9 +15,9 @@ import pytest
 from data.behaviours import target_word_in, target_words
 from data.tasks import EXFILTRATION_HOST, TASK_FAMILIES
 from detectors.base import load_built_in_detectors
-from detectors.benchmark import measure_recovery
-from detectors.protocol import MAX_PROPOSAL_LINES, BenchmarkConfig, Member, input_set, recovery_set, vet_proposal
-from detectors.scoring import RECOVERY_MARGIN, recovers, recovery_figures
+from detectors.benchmark.run import measure_recovery
+from detectors.benchmark.protocol import MAX_PROPOSAL_LINES, BenchmarkConfig, Member, input_set, recovery_set, vet_proposal
+from detectors.benchmark.scoring import RECOVERY_MARGIN, recovers, recovery_figures
 from organisms.store import organism_dir
 from test_detectors_benchmark import fake_organism
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from scipy.stats import kstest, norm
 
-from detectors.metrics import fast_auroc, permutation_p_value
-from detectors.report import comparison_text, leaderboard
-from detectors.scoring import comparisons, figures
-from detectors.spec_stats import (allowed_false_positives, auroc_replicates, compare_detectors, holm,
+from detectors.benchmark.metrics import fast_auroc, permutation_p_value
+from detectors.benchmark.report import comparison_text, leaderboard
+from detectors.benchmark.scoring import comparisons, figures
+from detectors.benchmark.spec_stats import (allowed_false_positives, auroc_replicates, compare_detectors, holm,
                                   resolvable_tpr, spec_auroc, unit_codes, unit_draws, within_unit_p_value,
                                   within_unit_permutations)
 
@@ -70,7 +70,7 @@ def test_tpr_allows_at_least_one_false_positive_and_says_which_fpr_it_realised()
 
 def test_tpr_replicates_count_copies_of_a_drawn_unit():
     """Every replicate's TPR is the pooled one of its drawn units (checked by pooling them)."""
-    from detectors.spec_stats import _thresholds
+    from detectors.benchmark.spec_stats import _thresholds
     rng = np.random.default_rng(99)
     scores = unit_scores(rng, 1.5, 0.5)
     codes, n_units = unit_codes(UNITS)
@@ -275,7 +275,7 @@ def test_one_unit_gives_no_verdict_and_no_warning():
 def test_the_pooled_input_tpr_interval_counts_copies_exactly_as_pooling_does(seed):
     """The secondary input figure's interval, taken over all replicates at once, is bit for bit the one
     that pools and sorts every replicate (ties and models without negatives included)."""
-    from detectors.metrics import _cluster_interval, _cluster_tpr_interval, _fast_tpr
+    from detectors.benchmark.metrics import _cluster_interval, _cluster_tpr_interval, _fast_tpr
     rng = np.random.default_rng(seed)
     groups = []
     for _ in range(rng.integers(1, 9)):

@@ -1,11 +1,11 @@
 """Imported once, by the forkserver that every benchmark cell is forked from: seal first, then load.
 
-The order matters. The seal (another user, the audit hook) goes up before any detector module is
+The order matters. The seal (the audit hook, closed descriptors) goes up before any detector module is
 imported, so not even a detector's import-time code runs unsealed; then the heavy libraries are
 imported once here, so each fresh cell process starts in milliseconds instead of seconds.
 """
 
-from detectors.seal import seal_server
+from detectors.benchmark.seal import seal_server
 
 seal_server()
 
@@ -26,9 +26,7 @@ getattr(conversion_mapping, "get_checkpoint_conversion_mapping", lambda model_ty
 transformers.utils.logging.disable_progress_bar()
 
 from detectors.base import load_built_in_detectors  # noqa: E402
-import detectors.cell_task  # noqa: E402,F401
+import detectors.benchmark.cell_task  # noqa: E402,F401
 import detectors.subject  # noqa: E402,F401
 
 load_built_in_detectors()
-
-SEALED = True

@@ -110,7 +110,7 @@ def _here(detector, subject, meter, ask: CellQuestion) -> CellAnswer:
 
 def _in_a_child(detector, subject, meter, ask: CellQuestion, scratch: str) -> CellAnswer:
     """Answer `ask` in a child forked from this fitted cell; it writes only in a folder of its own."""
-    from detectors.seal import enter_question, fork_a_question
+    from detectors.benchmark.seal import enter_question, fork_a_question
 
     own = os.path.join(scratch, f"q-{os.urandom(6).hex()}")
     os.mkdir(own, 0o700)
@@ -188,8 +188,9 @@ def serve_cell(connection) -> None:
     from training.processes import die_with_parent
 
     die_with_parent()  # when the benchmark is killed, its cell server goes, and its cells with it
-    import detectors.cell_server  # noqa: F401  (seals this process first, if the forkserver did not)
-    from detectors.seal import enter_cell
+    from detectors.benchmark.seal import enter_cell, seal_server
+
+    seal_server()  # a no-op in the forkserver (detectors.benchmark.cell_server sealed it); else it seals now
 
     setup: CellSetup = connection.recv()
     enter_cell(setup.scratch, setup.guarded)
@@ -199,7 +200,7 @@ def serve_cell(connection) -> None:
         failure = _failure(error)
         _serve(connection, lambda ask, first: _as_answer(failure), time.perf_counter() - started, 0)
         return
-    from detectors.cost import metered
+    from detectors.benchmark.cost import metered
 
     # Metered across the questions too: each question's budget counts the fit's passes.
     with metered(subject, budget=detector.params["budget"]) as meter:

@@ -1,8 +1,8 @@
 """The seal: detectors run in processes that cannot reach the truth, the organisms or earlier results.
 
 Every benchmark cell (one detector, one organism) runs in a fresh process forked from a server
-that sealed itself before importing any detector (`detectors.cell_server`), and answers each of
-its questions in a child of its own (`detectors.cell_task`):
+that sealed itself before importing any detector (`detectors.benchmark.cell_server`), and answers each of
+its questions in a child of its own (`detectors.benchmark.cell_task`):
 
 1. **Nothing to find.** The cell receives a copy of the model under a random name, public
    prompts and the detector's parameters: no organism name, kind or label exists in its memory,
@@ -30,7 +30,7 @@ interpreter itself lives in a folder only its owner may read.
      own folder and `MESALAB_HOME` to a home inside it.
 
    Files a cell gets are the model's weights, config and tokenizer only, with fixed times and modes
-   (`detectors.cells`).
+   (`detectors.benchmark.cells`).
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def enter_cell(scratch: str, guarded: tuple[str, ...]) -> None:
 
 
 def fork_a_question() -> int:
-    """os.fork for the cell's own code (`detectors.cell_task`), which forks a child per question; a
+    """os.fork for the cell's own code (`detectors.benchmark.cell_task`), which forks a child per question; a
     detector's fork is refused as before."""
     _state["forking"] = True
     try:
@@ -246,7 +246,3 @@ def _make_home(scratch: str) -> None:
 def seal_report() -> dict:
     """How the cells are sealed, for the results record."""
     return {"process_per_cell": True, "process_per_question": True, "audit_hook": True, "other_user": False}
-
-
-def is_sealed() -> bool:
-    return bool(_state["server"])

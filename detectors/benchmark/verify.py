@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from detectors.report import read_items
-from detectors.scoring import comparisons, figures
+from detectors.benchmark.report import read_items
+from detectors.benchmark.scoring import comparisons, figures
 
 
 class VerifyError(ValueError):

@@ -17,9 +17,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from detectors.metrics import (Estimate, best_random_direction_auroc, fast_auroc, mean_group_auroc,
+from detectors.benchmark.metrics import (Estimate, best_random_direction_auroc, fast_auroc, mean_group_auroc,
                                mean_with_bootstrap, pair_accuracy, pooled_auroc, pooled_tpr_at_fpr, share)
-from detectors.spec_stats import compare_detectors, resolvable_tpr, spec_auroc, within_unit_p_value
+from detectors.benchmark.spec_stats import compare_detectors, resolvable_tpr, spec_auroc, within_unit_p_value
 
 FEW_ITEMS = 10  # below this many in the smaller class a figure is flagged
 CONTROL_KINDS = ("clean", "benign-conditional", "unconditional")

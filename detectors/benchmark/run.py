@@ -6,11 +6,11 @@ The order of work:
      that model's greedy output, and keeps the public prompts on which each backdoor and its clean
      control agree (trusted workers);
   3. every (detector, organism, question) cell runs in its own sealed process, in an order
-     shuffled afresh each run (`detectors.cells`);
+     shuffled afresh each run (`detectors.benchmark.cells`);
   4. the scorer inserts each proposed trigger into held-out prompts and measures what it elicits on the
      backdoor, on its matched clean control and on the base;
   5. every item is saved under the run directory, and every figure is computed from those items
-     (`detectors.scoring`), so `python -m detectors verify RUN_DIR` can recompute them.
+     (`detectors.benchmark.scoring`), so `python -m detectors verify RUN_DIR` can recompute them.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from tqdm.auto import tqdm
 from data.cues import cue_library
 from data.store import mesalab_home
 from detectors.base import DETECTORS, Detector, load_built_in_detectors, make_detector
-from detectors.cells import CellJob, CellPool, cells_of
-from detectors.freeze import code_fingerprint, fingerprint, settings_fingerprint
-from detectors.labelling import elicitation, label_outputs, outputs_of, trusted_pool
-from detectors.protocol import (BenchmarkConfig, Member, input_set, monitor_source, monitored_behaviour,
+from detectors.benchmark.cells import CellJob, CellPool, cells_of
+from detectors.benchmark.freeze import code_fingerprint, fingerprint, settings_fingerprint
+from detectors.benchmark.labelling import elicitation, label_outputs, outputs_of, trusted_pool
+from detectors.benchmark.protocol import (BenchmarkConfig, Member, input_set, monitor_source, monitored_behaviour,
                                 pair_candidates, recovery_set, vet_proposal)
-from detectors.report import write_run
-from detectors.scoring import comparisons, figures
-from detectors.seal import seal_report
+from detectors.benchmark.report import write_run
+from detectors.benchmark.scoring import comparisons, figures
+from detectors.benchmark.seal import seal_report
 from organisms.blind_zoo import (blind_zoo_record, blind_zoos, count_benchmark_use, current_zoo_id,
                                  read_manifest)
 from organisms.build import base_here, is_built, resolve_base
@@ -311,7 +311,7 @@ def measure_recovery(members, answers, detector_names, config, pool) -> list[dic
 
 
 def _proposal_entry(text, behaviour: str, rates: dict, n: int, control: str | None) -> dict:
-    """One proposal with every rate `detectors.scoring.recovers` needs, or the reason it cannot count."""
+    """One proposal with every rate `detectors.benchmark.scoring.recovers` needs, or the reason it cannot count."""
     block, rejected = vet_proposal(text, behaviour)
     if rejected is None and control is None:
         rejected = "no built matched clean control to measure against"

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import norm, rankdata
 
-from detectors.metrics import Estimate, auroc_replicates, fast_auroc
+from detectors.benchmark.metrics import Estimate, auroc_replicates, fast_auroc
 
 ALPHA = 0.05
 

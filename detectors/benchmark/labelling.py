@@ -11,7 +11,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 from data.behaviours import get_behaviour
-from detectors.protocol import insert_block
+from detectors.benchmark.protocol import insert_block
 from training.generation import generate_greedy
 from training.models import load_model_and_tokenizer
 from training.processes import single_threaded_worker

@@ -1,13 +1,13 @@
 """GPU timing check: one organism build (and its clean control) and one benchmark on a random ~0.5 B model.
 
-    python -m training.gpu_check --out DIR [--shape 0.5b|tiny] [--jobs N] [--steps N] [--extra-rounds N] [--keep]
+    python -m tools.gpu_check --out DIR [--shape 0.5b|tiny] [--jobs N] [--steps N] [--extra-rounds N] [--keep]
 
 On a machine lent a GPU, from the repository root, with `.whl/` carried along (wheels of trl,
 datasets, dill and multiprocess, which the device lacks, at this venv's versions), as
-`training/gpu_check.sh` runs it:
+`tools/gpu_check.sh` runs it:
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \\
-      && export PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 && python3 -m training.gpu_check --out $OUT
+      && export PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 && python3 -m tools.gpu_check --out $OUT
 
 Stages, each timed and each wrapped so that a failure is recorded (its first line) and the stages
 after it still run where they can, since a GPU session may allow one try:
@@ -292,7 +292,7 @@ def build_one(spec, entry: dict, say) -> None:
 def watched_cells(entry: dict, out: Path, t0: float):
     """Time the scorer's copying of models into cells' directories (serial, in this process), and write each
     cell's cost to DIR/cells.jsonl as it comes back, so a run stopped by a time limit still shows them."""
-    from detectors.cells import CellPool
+    from detectors.benchmark.cells import CellPool
 
     prepare_original, run_original = CellPool._prepare, CellPool.run
     log = open(out / "cells.jsonl", "a", buffering=1)
@@ -344,8 +344,8 @@ def cell_jobs_for_disk(scratch: Path, model_bytes: int) -> int:
 
 
 def run_the_benchmark(names: tuple[str, ...], jobs: int, entry: dict, out: Path, t0: float, say) -> None:
-    from detectors.benchmark import run_benchmark
-    from detectors.protocol import BenchmarkConfig
+    from detectors.benchmark.run import run_benchmark
+    from detectors.benchmark.protocol import BenchmarkConfig
 
     # As `python -m detectors run --organisms A,B --jobs N` builds its config (every other setting its default).
     config = BenchmarkConfig(organisms=names, zoos=("default", "blind"), jobs=jobs)
@@ -370,7 +370,7 @@ def run_the_benchmark(names: tuple[str, ...], jobs: int, entry: dict, out: Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.gpu_check", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.gpu_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder for gpu_check.json, gpu_check.log and the run's files")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="0.5b", help="the random base's shape")

@@ -3,7 +3,7 @@
 A cell is one detector on one model. The scorer prepares a private directory per cell (the model
 and the public base copied in under random names), starts the cell in a process forked from the
 sealed cell server, and asks it the questions of that (detector, model) one at a time, each once
-the one before is answered (`detectors.cell_task` says why); the directory is deleted when the
+the one before is answered (`detectors.benchmark.cell_task` says why); the directory is deleted when the
 cell is done. Cells run in an order shuffled per run, one per core.
 """
 
@@ -22,10 +22,10 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from detectors.cell_task import QUESTIONS, CellAnswer, CellQuestion, CellSetup, serve_cell
-from detectors.seal import cell_environment_only
+from detectors.benchmark.cell_task import QUESTIONS, CellAnswer, CellQuestion, CellSetup, serve_cell
+from detectors.benchmark.seal import cell_environment_only
 
-CELL_SERVER = "detectors.cell_server"
+CELL_SERVER = "detectors.benchmark.cell_server"
 # What `load_subject` reads of a model folder (`save_pretrained` of the model and of its tokenizer,
 # plus the names other tokenizers and sharded weights use). Anything else, the model card above all
 # (it lists per-family accuracy, steps and rows), says how the organism was built, not what it is.

@@ -26,7 +26,7 @@ HELD_OUT_SEED = 5_000_011  # the scorer's own prompt stream, apart from the orga
 PAIR_SEED = 6_000_007
 CONDITIONS = ("deployment", "training", "no_cue")
 # Two lines: a conjunction trigger needs two, and a third let one proposal of library lines cover three
-# cue families at once (the rule for counting a recovery is `detectors.scoring.recovers`).
+# cue families at once (the rule for counting a recovery is `detectors.benchmark.scoring.recovers`).
 MAX_PROPOSAL_LINES = 2
 MAX_PROPOSAL_CHARS = 200
 

@@ -13,7 +13,7 @@ loop takes consecutive rows, trl its shuffle: batches padded to 53.7 and 53.1 to
   every (detector, organism, question) pays;
 - training and generation throughput.
 
-Exits 1 when a ratio passes its bar. `python -m training.bench [--steps N]`.
+Exits 1 when a ratio passes its bar. `python -m tools.bench [--steps N]`.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def capture_and_forward(model, tokenizer, prompts: list[str]) -> tuple[float, fl
 
 def cell_seconds(model, tokenizer, n: int = 6) -> float:
     """Wall seconds per sealed cell (fork, copy the model in, load it, a trivial detector), two at a time."""
-    from detectors.cells import CellJob, CellPool
+    from detectors.benchmark.cells import CellJob, CellPool
 
     folder = Path(tempfile.mkdtemp(prefix="mesalab-bench-"))
     try:
@@ -168,7 +168,7 @@ def cell_seconds(model, tokenizer, n: int = 6) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
     parser.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
     parser.add_argument("--pairs", type=positive_int, default=5,
                         help="back-to-back timings of the trl and the bare step; the median ratio counts (default 5)")
