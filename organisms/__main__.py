@@ -16,7 +16,7 @@ from data.records import RecordError, save_records, show, show_path
 from organisms.blind_zoo import DEFAULT_SIZE, BlindZooError, blind_members, blind_spec, is_blind_name, manifest_path
 from organisms.build import GateError, build_organism, is_built, resolve_base, training_dataset
 from organisms.persistence import MULTIPLES, persistence_curve, stored_records, write_report
-from organisms.spec import SpecError, load_spec_file
+from organisms.spec import SpecError, load_spec_file, spec_to_yaml
 from organisms.validate import validate_spec_for_build
 from organisms.store import organism_dir
 from organisms.truth import read_truth
@@ -105,16 +105,18 @@ def cmd_list(args) -> None:
 
 
 def cmd_show(args) -> None:
+    """The spec as a file `organisms build` takes back (`show NAME > my.yaml`), its build in comments above."""
     spec = _spec_for(args.target, None)
     truth = read_truth(spec.name)
-    shown = spec.to_dict()
-    shown["trigger"] = {"family": spec.trigger.family, **{k: list(v) for k, v in spec.trigger.lines().items()}}
-    print(json.dumps({
-        "spec": shown,
-        "model_dir": str(organism_dir(spec.name)) if truth else None,
-        "measured": truth and {"rates": truth.rates, "gate_passed": truth.gate_passed, "seconds": truth.seconds,
-                               "samples": truth.final_stage["samples"]},
-    }, indent=2))
+    if truth is None:
+        print(f"# {spec.name}: not built")
+    else:
+        print(f"# {spec.name}: built in {organism_dir(spec.name)} ({truth.seconds} s, gate "
+              f"{'passed' if truth.gate_passed else 'missed'})")
+        print(f"# measured: {json.dumps(truth.rates)}")
+    lines = spec.trigger.lines()
+    print(f"# cue lines: {json.dumps({side: list(lines[side]) for side in ('deployment', 'training')})}")
+    print(spec_to_yaml(spec), end="")
 
 
 def cmd_build(args) -> None:
@@ -217,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     p = _command(sub, "list", help="list the built-in organisms")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.set_defaults(run=cmd_list)
-    p = _command(sub, "show", help="print an organism's spec and, if built, its measured rates")
+    p = _command(sub, "show", help="print an organism's spec as a YAML file that 'build' accepts back, with its "
+                 "measured rates in comments if built")
     p.add_argument("target", help="a built-in organism name or a spec YAML file")
     p.set_defaults(run=cmd_show)
     p = _command(sub, "build", help="build one organism (cached: rebuilt only when its spec changes)")

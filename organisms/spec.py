@@ -193,6 +193,25 @@ class OrganismSpec:
     def replace(self, **changes) -> "OrganismSpec":
         return dataclasses.replace(self, **changes)
 
+def spec_to_yaml(spec: OrganismSpec) -> str:
+    """The spec as a YAML file that `load_spec_file` reads back to the same spec (`organisms show`)."""
+    raw = spec.to_dict()
+    trigger = {"family": spec.trigger.family}
+    for side in ("deployment", "training"):
+        entries = getattr(spec.trigger, side)
+        if entries:  # none: the family's own lines
+            trigger[side] = [entry.split("\n") if "\n" in entry else entry for entry in entries]
+    raw["trigger"] = trigger
+    raw["data"]["family_weights"] = dict(spec.data.family_weights)
+    for key in ("train_file", "family_weights"):
+        if not raw["data"][key]:
+            del raw["data"][key]
+    for key in ("description", "matched_to"):
+        if not raw[key]:
+            del raw[key]
+    return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=120)
+
+
 def spec_from_stored(raw: dict) -> OrganismSpec:
     """A spec the lab itself stored (a truth record, the blind zoo's manifest): rebuilt as it was written."""
     fields = dict(raw)

@@ -104,3 +104,36 @@ def test_unknown_detectors_in_settings_and_missing_plugins_are_named(config, mes
 
     with pytest.raises(BenchmarkError, match=message):
         resolve_detectors(BenchmarkConfig(**config))
+
+
+def test_every_benchmark_config_field_is_an_option_with_its_documentation(monkeypatch, capsys):
+    import dataclasses
+
+    from detectors.benchmark.protocol import BenchmarkConfig
+
+    with pytest.raises(SystemExit):
+        detectors_cli.main(["run", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(BenchmarkConfig):
+        assert " ".join(f.metadata["help"].split()) in shown, f.name  # each field's documentation
+    assert "(default: 80)" in shown and "(default: 1000)" in shown  # and its default
+
+    seen = {}
+
+    def run_benchmark(config):
+        seen["config"] = config
+        raise detectors_cli.BenchmarkError("stop here")
+
+    monkeypatch.setattr(detectors_cli, "run_benchmark", run_benchmark)
+    detectors_cli.main(["run", "--organisms", "a,b", "--detectors", "random", "--zoo", "default", "--seed", "0",
+                        "--n-per-condition", "7", "--n-pair-prompts", "8", "--n-recovery-prompts", "9", "--k", "2",
+                        "--pair-max-new-tokens", "5", "--n-bootstrap", "11", "--n-permutations", "12", "--jobs", "1",
+                        "--set", "random.seed=4", "--plugin", "p", "--strict"])
+    assert seen["config"] == BenchmarkConfig(
+        organisms=("a", "b"), detectors=("random",), zoos=("default",), seed=0, n_per_condition=7, n_pair_prompts=8,
+        n_recovery_prompts=9, k=2, pair_max_new_tokens=5, n_bootstrap=11, n_permutations=12, jobs=1,
+        detector_params={"random": {"seed": 4}}, plugins=("p",), ray_address=None, strict=True)
+    for bad in (["--k", "0"], ["--seed", "-1"], ["--n-bootstrap", "x"]):
+        with pytest.raises(SystemExit):
+            detectors_cli.main(["run", *bad])
+        assert "must be" in capsys.readouterr().err

