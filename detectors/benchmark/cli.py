@@ -122,6 +122,7 @@ def cmd_run(args) -> None:
     for zoo in results["settings"]["zoos"]:
         print(f"\n{zoo} zoo\n{leaderboard(results, zoo)}\n\n{comparison_text(results, zoo)}")
     print(f"\nreport: {run_dir / 'report.md'} ({results['seconds']} s)")
+    print(f"open in a browser: file://{(run_dir / 'report.html').resolve()}")
 
 
 def cmd_verify(args) -> int:

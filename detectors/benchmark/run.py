@@ -33,7 +33,7 @@ from detectors.benchmark.freeze import code_fingerprint, fingerprint, settings_f
 from detectors.benchmark.labelling import elicitation, label_outputs, outputs_of, trusted_pool
 from detectors.benchmark.protocol import (BenchmarkConfig, Member, input_set, monitor_source, monitored_behaviour,
                                 pair_candidates, recovery_set, vet_proposal)
-from detectors.benchmark.report import write_run
+from detectors.benchmark.run_folder import write_run
 from detectors.benchmark.scoring import comparisons, figures
 from detectors.benchmark.seal import seal_report
 from organisms.blind_zoo import (blind_zoo_record, blind_zoos, count_benchmark_use, current_zoo_id,
@@ -334,7 +334,8 @@ def collect_items(members, cells, pair_rows, answers, recovery_rows, detector_na
             "behaviour": member.truth.behaviour, "monitored": watched.name if watched else None,
             "shape": member.shape, "rare": member.rare, "cue_family": member.truth.trigger.family,
             "library_trigger_lines": len(set(member.truth.trigger.deployment) & library)
-            if member.kind == "backdoor" else 0})
+            if member.kind == "backdoor" else 0,
+            "rates": member.truth.rates})  # the build's measured rates, for the report's drill-down
     pair_of = {r["pair"]: r for r in pair_rows}
     zoo_of = {n: m.zoo for n, m in members.items()}
     pair_scores = defaultdict(dict)
