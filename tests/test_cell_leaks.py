@@ -31,9 +31,12 @@ RANDOM_NAME = re.compile(r"\b[0-9a-f]{12}\b")  # the copies' folder names (secre
 # when the scorer copies it, and its atime when the cell reads it. The order of cells is shuffled
 # every run. Everything else of every entry is compared.
 WHEN_IT_RAN = ("atime_ns", "ctime_ns", "inode")
-# /proc/self/status fields that count this process's own run (its pid, memory, switches).
+# /proc/self/status fields that count this process's own run (its pid, memory, switches) or that the
+# scheduler's timing sets (its state, threads, descriptor table size, signals pending): one full run
+# of the suite beside a zoo build saw a status line differ between two cells, and no rerun did.
 RUN_STATUS = re.compile(r"^(Pid|PPid|Tgid|Ngid|NSpid|NStgid|NSpgid|NSsid|Vm\w+|Rss\w+|HugetlbPages|"
-                        r"voluntary_ctxt_switches|nonvoluntary_ctxt_switches|SigQ):")
+                        r"voluntary_ctxt_switches|nonvoluntary_ctxt_switches|SigQ|State|Threads|FDSize|"
+                        r"SigPnd|ShdPnd):")
 
 
 def built_like_a_builder(tiny_base_dir, name: str, seed: int, card: str, mtime: int, mode: int) -> None:

@@ -203,11 +203,11 @@ def test_a_killed_zoo_build_takes_its_workers_with_it(tiny_base_dir, tmp_path):
 
 BENCH_CHILD = textwrap.dedent("""
     import os, signal, sys
-    import detectors.benchmark.report as report
+    import detectors.benchmark.run_folder as run_folder
     from detectors.benchmark.run import run_benchmark
     from detectors.benchmark.protocol import BenchmarkConfig
     if sys.argv[1] == "kill":  # every item and figure is computed; the run dir is staged, then: kill -9
-        report.publish_directory = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+        run_folder.publish_directory = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
     config = BenchmarkConfig(organisms=tuple(sys.argv[2:]), detectors=("random", "cue-spotter"), n_per_condition=4,
                              n_pair_prompts=6, n_recovery_prompts=3, pair_max_new_tokens=4, n_bootstrap=20,
                              n_permutations=20, jobs=1, strict=True)
