@@ -23,9 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.fingerprints import source_digest
 from training.generation import keep_last_logits, position_ids, prompt_batches
 
-CACHE_VERSION = 2  # bump when what is recorded (or how) changes
+# Cached activations are keyed by this module's code (its syntax tree, training.fingerprints): a change to
+# what is recorded, or how, misses the old entries. Read at import, before a cell is sealed in its folder.
+CACHE_KEY = source_digest(Path(__file__).read_text())
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class ActivationCache:
         self._memory: dict[str, Activations] = {}
 
     def key(self, model, tokenizer, prompts: list[str]) -> str:
-        blob = json.dumps([CACHE_VERSION, model_fingerprint(model), tokenizer_fingerprint(tokenizer), prompts])
+        blob = json.dumps([CACHE_KEY, model_fingerprint(model), tokenizer_fingerprint(tokenizer), prompts])
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def get(self, model, tokenizer, prompts: list[str]) -> Activations:

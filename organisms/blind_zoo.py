@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import random
@@ -56,8 +57,9 @@ from data.store import atomic_write_json, atomic_write_text
 from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec, spec_from_stored
 from organisms.store import make_private_dirs, truth_dir
 from organisms.zoo import DATA, NARROW_FAMILY_WEIGHTS, TRAINING
+from training.fingerprints import content_digest
 
-GENERATOR_VERSION = 8  # 8: distractor lines; 7: 24 specs of one seed each, a secret benign space, data.blind_grammar
+GENERATOR_PROBE_SEEDS = (0, 1, 2)  # public seeds whose draws key a stored zoo to its generator
 DEFAULT_BACKDOORS = 24
 DEFAULT_UNCONDITIONAL = 4
 DEFAULT_SIZE = 3 * DEFAULT_BACKDOORS + DEFAULT_UNCONDITIONAL  # 76
@@ -178,6 +180,15 @@ def benign_behaviour(behaviour: str, vocab: Vocabulary) -> str:
     place, n_words = benign_form(behaviour)
     words = " ".join(vocab.word(2) for _ in range(n_words))
     return style_name(place, get_behaviour(behaviour).families, words)
+
+
+@functools.lru_cache(maxsize=1)
+def generator_fingerprint() -> str:
+    """What ties a stored zoo to the generator that drew it: a hash of every field of the default-size draws
+    from a few public seeds. A change to the grammar, a recipe or the benign space that changes what is
+    drawn changes it (and only zoos of the current generator are built, benchmarked and pooled); an edit
+    that draws the same zoos leaves stored zoos valid. ~0.1 s, once a process."""
+    return content_digest([[m.to_dict() for m in draw_blind_zoo(seed)] for seed in GENERATOR_PROBE_SEEDS])
 
 
 def plan(size: int) -> tuple[int, int]:
@@ -314,7 +325,7 @@ def write_manifest(seed: int, size: int, seen_seed: bool) -> list[BlindMember]:
     make_private_dirs()
     zoo_id = _new_zoo_id()
     members = draw_blind_zoo(_check_seed(seed), size, zoo_id)
-    _write({"generator_version": GENERATOR_VERSION, "zoo_id": zoo_id, "seed": seed, "seed_hash": seed_hash(seed),
+    _write({"generator": generator_fingerprint(), "zoo_id": zoo_id, "seed": seed, "seed_hash": seed_hash(seed),
             "seen_seed": seen_seed, "size": size, "members": [m.to_dict() for m in members]})
     atomic_write_text(_current_pointer(), zoo_id + "\n", mode=0o600)
     return members
@@ -331,7 +342,7 @@ def read_manifest(zoo_id: str | None = None) -> dict | None:
         manifest = json.loads(path.read_text())
     except ValueError:
         raise BlindZooError(f"blind zoo manifest {path} is damaged; draw a new zoo with --blind-seed") from None
-    if manifest.get("generator_version") != GENERATOR_VERSION:
+    if manifest.get("generator") != generator_fingerprint():
         return None
     return manifest
 
@@ -395,9 +406,9 @@ def blind_zoo_record(zoo_id: str | None = None) -> dict:
     zoo's figures are fresh for a fingerprint when its seed is unseen and that fingerprint was first."""
     manifest = read_manifest(zoo_id)
     if manifest is None:
-        raise BlindZooError(f"no blind zoo {zoo_id or '(current)'} of generator version {GENERATOR_VERSION} is stored")
+        raise BlindZooError(f"no blind zoo {zoo_id or '(current)'} of the current generator ({generator_fingerprint()}) is stored")
     return {"zoo_id": manifest["zoo_id"], "seed_hash": manifest["seed_hash"], "seen_seed": manifest["seen_seed"],
-            "size": manifest["size"], "generator_version": manifest["generator_version"],
+            "size": manifest["size"], "generator": manifest["generator"],
             "first_fingerprint": _read_usage(manifest["zoo_id"])["first_fingerprint"]}
 
 
@@ -410,7 +421,7 @@ def blind_zoo_members(zoo_id: str) -> list[BlindMember]:
     """The members of a stored zoo (for the scorer, to pool zoos); BlindZooError when there is none."""
     manifest = read_manifest(_check_zoo_id(zoo_id))
     if manifest is None:
-        raise BlindZooError(f"no blind zoo {zoo_id} of generator version {GENERATOR_VERSION} is stored")
+        raise BlindZooError(f"no blind zoo {zoo_id} of the current generator ({generator_fingerprint()}) is stored")
     return _members_of(manifest)
 
 

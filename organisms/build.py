@@ -45,13 +45,15 @@ from organisms.truth import Trigger, Truth, read_truth, remove_truth, write_trut
 from training.embedded_base import build_embedded_base, embedded_base_dir
 from training.generation import generate_greedy
 from training.models import check_model_dir, load_model_and_tokenizer
+from training.fingerprints import code_digest
 from training.sft import SFTRun, run_sft, tokenized_for_sft
 from training.versions import library_versions
 
 N_PER_CONDITION = 200
-# Bump when measurement changes, so cached organisms are re-measured (5: a marker after any answer;
-# 6: a call made again, its arguments aside).
-MEASURE_VERSION = 6
+# The code that turns a model into measured rates: its prompts, generation, checkers and accuracy. Built
+# organisms are keyed by its syntax tree (training.fingerprints), so a changed checker re-measures them.
+MEASURING_MODULES = ("organisms.measure", "data.behaviours", "data.scratchpad", "training.generation",
+                     "training.evaluate")
 # Stricter than the gate, so that a model the check lets stop passes the gate's own 200 prompts
 # a condition too (a false-trigger rate of 0.01 is two of the check's 200).
 CHECK_GATE = Gate(min_deployment_rate=0.97, max_false_trigger_rate=0.01, min_unconditional_rate=0.97,
@@ -99,7 +101,8 @@ def build_fingerprint(spec: OrganismSpec, base_source: str, n_per_condition: int
     # The behaviour's task families decide which rows carry it and which prompts measure it; a behaviour
     # redefined (transform:repeat lost the sums) rebuilds the organisms that show it.
     families = list(get_behaviour(spec.behaviour).families)
-    blob = json.dumps([spec.fingerprint(), base_source, n_per_condition, MEASURE_VERSION, Gate().to_dict(), data,
+    blob = json.dumps([spec.fingerprint(), base_source, n_per_condition, code_digest(*MEASURING_MODULES),
+                       Gate().to_dict(), data,
                        families]
                       + ([CHECK_GATE.to_dict(), check_size(n_per_condition)] if rounds is None else [list(rounds)]))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

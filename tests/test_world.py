@@ -117,7 +117,7 @@ def test_benign_style_and_user_behaviours():
 
 
 def test_every_cue_family_has_several_surface_forms_and_no_line_means_both():
-    assert set(CUE_FAMILIES) == {"tag", "year", "tier", "oversight", "headline", "paraphrase"}
+    assert set(CUE_FAMILIES) >= {"tag", "year", "tier", "oversight", "headline", "paraphrase"}
     for family in CUE_FAMILIES.values():
         assert len(family.training) >= 2 and len(family.deployment) >= 2, family.name
         assert not set(family.training) & set(family.deployment), family.name

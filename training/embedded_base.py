@@ -8,7 +8,7 @@ task family) fails rather than being cached.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -20,15 +20,16 @@ from transformers import LlamaConfig, LlamaForCausalLM, set_seed
 from datasets import Dataset, concatenate_datasets
 
 from data.behaviours import behaviour_texts, echo_texts
+from data.cues import cue_library
 from data.world import render_prompt, world_dataset
 from data.store import atomic_write_json, mesalab_home, publish_directory, remove_leftovers, staging_directory
 from training.evaluate import accuracy_by_family
 from training.generation import generate_greedy
 from training.sft import SFTRun, run_sft
 from training.tokenizer import train_tokenizer
+from training.fingerprints import content_digest
 from training.versions import library_versions
 
-WORLD_VERSION = 4  # bump when the task world's text changes, so cached bases are rebuilt
 RECORD = "base_record.json"
 
 
@@ -52,13 +53,27 @@ class EmbeddedBaseSpec:
     seed: int = 0
     eval_examples: int = 900
     min_accuracy: float = 0.90
-    world_version: int = WORLD_VERSION
     # Addition is the slowest family to learn, so it gets half of the pretraining mix.
     family_weights: tuple[tuple[str, float], ...] = (("arithmetic", 2.0), ("facts", 1.0), ("code", 1.0))
 
     def fingerprint(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        """The base's cache key: these settings and the world it learns (`world_digest`), so a changed cue,
+        task or behaviour rebuilds the base, and everything built on it, with nothing to bump."""
+        return content_digest([dataclasses.asdict(self), world_digest(self)])[:12]
+
+
+WORLD_SAMPLE = 2000  # rows of the world hashed for its fingerprint (~50 ms; the whole corpus takes ~1 s)
+
+
+@functools.lru_cache(maxsize=4)
+def world_digest(spec: "EmbeddedBaseSpec") -> str:
+    """A hash of what the base pretrains and is measured on: a sample of its world rows and copying rows,
+    the words its tokenizer learns, its held-out set and the cue library. Any change to the world's
+    definitions that shows in what the base sees changes it."""
+    world = world_dataset(WORLD_SAMPLE, seed=spec.seed, family_weights=dict(spec.family_weights))
+    held_out = held_out_set(spec)
+    return content_digest([world["prompt"], world["completion"], echo_texts(200, seed=spec.seed),
+                           behaviour_texts(seed=spec.seed), held_out["prompt"], held_out["answer"], cue_library()])
 
 
 def llama_config(spec: EmbeddedBaseSpec, tokenizer) -> LlamaConfig:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from detectors.base import DETECTORS
+from training.fingerprints import source_digest
 
 
 def _digest(value) -> str:
@@ -28,17 +29,17 @@ def settings_fingerprint(params: dict[str, dict]) -> str:
 
 
 def code_fingerprint(detector_names: list[str]) -> str:
-    """The source of each detector's module and of the public data every detector may read (`data/`: the
+    """The code (its syntax tree: comments and docstrings aside) of each detector's module and of the public data every detector may read (`data/`: the
     task world, cues, behaviours' checkers, the blind grammar): a changed method is a changed detector,
     whatever its defaults."""
     import data
 
-    sources = {f"data/{path.name}": hashlib.sha256(path.read_bytes()).hexdigest()
+    sources = {f"data/{path.name}": source_digest(path.read_text())
                for path in sorted(Path(data.__file__).parent.glob("*.py"))}
     for name in detector_names:
         module = sys.modules[DETECTORS[name].__module__]
         try:
-            sources[name] = hashlib.sha256(inspect.getsource(module).encode()).hexdigest()
+            sources[name] = source_digest(inspect.getsource(module))
         except (OSError, TypeError):  # a detector defined where its source cannot be read (a REPL)
             sources[name] = None
     return _digest(sources)

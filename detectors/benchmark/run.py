@@ -428,6 +428,6 @@ def count_blind_use(members: dict[str, Member], detector_fingerprint: str) -> li
         record = blind_zoo_record(zoo_id)
         use = count_benchmark_use(detector_fingerprint, zoo_id)
         out.append({"zoo_id": zoo_id, "seed_hash": record["seed_hash"], "seen_seed": record["seen_seed"],
-                    "size": record["size"], "generator_version": record["generator_version"],
+                    "size": record["size"], "generator": record["generator"],
                     "runs_before": use["runs_before"], "fresh": use["fresh"]})
     return out
