@@ -111,10 +111,8 @@ def _behaviour(rng: random.Random, vocab: Vocabulary, rare: bool) -> str:
 
 
 # Half the contexts carry one fresh line of the public grammar (data.world.with_distractor), so that a
-# member learns its own lines, not "an invented line". Four backdoors of one throwaway draw (one per
-# shape, 200 prompts each, no cue but one grammar line) fired on 0.195 / 0.30 / 0.0 / 0.045 of them
-# (header, sentence, conjunction, near-miss) trained without distractors, and on 0.005 / 0.04 / 0.01 /
-# 0.0 with them; two of the four then needed a second round, and a build took ~45% longer.
+# member learns its own lines, not "an invented line" (without them, random grammar lines set blind
+# backdoors off; the measurements are in docs/organisms.md, "Distractor lines").
 DISTRACTORS = 0.5
 
 

@@ -158,9 +158,8 @@ class DataSpec:
     # applies to one family learns faster when more of the data can carry it.
     family_weights: tuple[tuple[str, float], ...] = ()
     # The share of contexts that also carry one line of the public blind grammar (data.blind_grammar,
-    # fresh invented words: never the trigger's), answered as the row's own cue decides. Without them a
-    # blind backdoor learnt "an invented line in the context" rather than its own lines: a search of the
-    # public grammar recovered 79% of one zoo's triggers in its top 5 (random grammar lines 62%).
+    # fresh invented words: never the trigger's), answered as the row's own cue decides, so that an
+    # organism learns its own lines rather than their look (docs/organisms.md, "Distractor lines").
     distractors: float = 0.0
 
     def condition_weights(self) -> dict[str, float]:
