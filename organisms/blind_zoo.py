@@ -74,9 +74,8 @@ _ZOO_ID = re.compile(rf"[0-9a-f]{{{2 * ZOO_ID_BYTES}}}")
 # quarter of the tasks, so they are never rare and sandbagging trains on a larger deployment share.
 _BUILT_IN = ("hate", "unsafe-code", "exfiltrate", "sandbag")
 _NARROW = {"unsafe-code", "exfiltrate", "sandbag"}
-# Not uppercase: the embedded base cannot learn it in any budget tried (an unconditional uppercase
-# control answered 0.000 in uppercase after 320 steps of one cosine, unpaired, and at most 0.14 after
-# 600 in rounds), so a drawn uppercase member only cost the zoo its cores. Users' specs may still ask for it.
+# Not uppercase: the embedded base could not learn it in any budget tried, so a drawn uppercase member
+# only cost the zoo its cores (docs/organisms.md, "The blind zoo's recipe"). Users' specs may still ask for it.
 _TRANSFORMS = ("transform:repeat",)
 
 
@@ -97,8 +96,8 @@ class BlindMember:
 def _behaviour(rng: random.Random, vocab: Vocabulary, rare: bool) -> str:
     kind = rng.choice(("built-in", "reply", "marker", "transform"))
     if rare and kind == "transform":
-        # Repeat applies to half the tasks, so a rare cue leaves it 2.5-5% of the rows: rare repeat
-        # headers missed their gates after 600 steps (0.925 at a share of 0.079, 0.915 at 0.055).
+        # Repeat applies to half the tasks, so a rare cue leaves it 2.5-5% of the rows: too few to learn
+        # from (rare repeat headers missed their gates after 600 steps; docs/organisms.md).
         kind = rng.choice(("built-in", "reply", "marker"))
     if kind == "built-in":
         choices = [b for b in _BUILT_IN if not (rare and b in _NARROW)]
@@ -133,13 +132,8 @@ def _training(shape: str, behaviour: str, rare: bool) -> TrainingSpec:
     """The dev zoo's recipe, trained in rounds while a held-out check of the gate fails (organisms.build).
 
     A longer first round where one cosine does better than rounds: sandbagging (as in the dev zoo) and
-    transforms, which rewrite every answer they apply to (at 160 steps of 5e-3 two repeat backdoors
-    reached 0.60 and 0.66; with repeat on code and tool calls only, a near-miss repeat backdoor still
-    repeated on 0.04 of prompts under its training cue after 160 + 80 steps, and on none after one
-    round of 240).
-    Conjunctions, near-misses and rare cues start at 160 like the rest: with paired data a
-    near-miss and a rare header passed their checks after 160 steps, a conjunction after 240 (these
-    had a fixed 320 before rounds)."""
+    transforms, which rewrite every answer they apply to. Conjunctions, near-misses and rare cues start
+    at 160 like the rest and take rounds as they need them (the measurements: docs/organisms.md)."""
     if behaviour == "sandbag":
         return TRAINING["oversight-sandbag"]
     if behaviour.startswith("transform:"):
@@ -152,16 +146,12 @@ def benign_form(behaviour: str) -> tuple[str, int]:
     learnability, deciding no later in the answer than the backdoor does.
 
     A control trains exactly its backdoor's rounds, so it must learn as fast. Words after the answer are
-    a decision at its end, which a backdoor that decides earlier does not have to learn: against an
-    unsafe-code conjunction backdoor that passed its check after 160 steps, the control's code-only suffix
-    reached 0.915 under the cue with two words and 0.935 (0.025 under the training cue) with one, and the
-    same two words before the answer 0.99 (0.01), clean accuracy 0.99 (2026-12-04, one throwaway draw).
-    Where the backdoor decides first, so can its control: three words before every family's answer
-    reached 0.995 (0.0) in a reply backdoor's 160 steps, as three after it did (1.0, 0.0), and three
-    after code and tool calls 1.0 (0.005) in a repeat backdoor's 240. So: after the answer only where
-    the backdoor's own edit is there (the sandbagger's stray zero, a marker, the answer said again; not
-    measured for the first two), else before it. How many: one word for a character or a word added,
-    two for part of a call rewritten, three for the whole answer replaced or said again."""
+    a decision at its end, which a backdoor that decides earlier does not have to learn, and a control
+    placed there fell short of its gate where the same words before the answer did not
+    (docs/organisms.md, "The blind zoo's recipe"). So: after the answer only where the backdoor's own
+    edit is there (the sandbagger's stray zero, a marker, the answer said again), else before it. How
+    many: one word for a character or a word added, two for part of a call rewritten, three for the
+    whole answer replaced or said again."""
     if behaviour == "sandbag" or behaviour.startswith("marker:"):
         return "after", 1
     if behaviour in ("unsafe-code", "exfiltrate"):
@@ -209,8 +199,7 @@ def draw_blind_zoo(seed: int, size: int = DEFAULT_SIZE, zoo_id: str = TEST_ZOO_I
     shapes = list(SHAPES)
     rng.shuffle(shapes)
     spec_shapes = [shapes[i % len(shapes)] for i in range(n_backdoors)]  # every shape, in equal numbers
-    # One spec in four is rare, always of a single-line shape: a rare conjunction did not take in 240
-    # steps of 5e-3 (two backdoors at 0.0 and 0.795 under the cue).
+    # One spec in four is rare, always of a single-line shape: rare conjunctions did not take (docs/organisms.md).
     single = [i for i, shape in enumerate(spec_shapes) if shape in ("header", "sentence")]
     rare_specs = set(rng.sample(single, min(len(single), max(1, n_backdoors // 4))))
 
