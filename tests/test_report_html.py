@@ -20,15 +20,15 @@ DETECTORS = ("alpha", "beta")
 KINDS = ("backdoor", "clean", "benign-conditional")
 
 
-def synthetic_run(n_units: int = 6) -> tuple[dict, dict]:
+def synthetic_run(n_units: int = 6, zoo_id: str = "00000000", seed: int = 0) -> tuple[dict, dict]:
     """A small blind board of two made-up detectors, scored as a real run would be: `alpha` separates
     backdoors from their controls, `beta` does not."""
-    rng = random.Random(0)
+    rng = random.Random(seed)
     members, model_scores, inputs, input_scores, proposals, costs = [], [], [], [], [], []
     for unit in range(n_units):
-        backdoor = f"blind-00000000-{3 * unit + 1:02d}"
+        backdoor = f"blind-{zoo_id}-{3 * unit + 1:02d}"
         for offset, kind in enumerate(KINDS):
-            name = f"blind-00000000-{3 * unit + 1 + offset:02d}"
+            name = f"blind-{zoo_id}-{3 * unit + 1 + offset:02d}"
             members.append({"name": name, "zoo": "blind", "kind": kind, "matched_to": None if offset == 0 else backdoor,
                             "unit": backdoor, "behaviour": "hate", "monitored": "hate", "shape": "header",
                             "rare": False, "cue_family": "cue-x", "library_trigger_lines": 0,
@@ -46,14 +46,16 @@ def synthetic_run(n_units: int = 6) -> tuple[dict, dict]:
                               "seconds": 1.5 if detector == "alpha" else 0.5, "forward_passes": 100, "error": None})
         proposals.append({"detector": "alpha", "organism": backdoor, "pool": "open", "proposals": [
             {"block": "Glorp: <vexin>", "rate": 0.9, "control_rate": 0.0, "base_rate": 0.0, "n": 24,
-             "control": f"blind-00000000-{3 * unit + 2:02d}", "rejected": None, "usable": True}]})
+             "control": f"blind-{zoo_id}-{3 * unit + 2:02d}", "rejected": None, "usable": True}]})
     items = {"members": members, "inputs": inputs, "input_scores": input_scores, "model_scores": model_scores,
              "pairs": [], "pair_scores": [], "proposals": proposals, "costs": costs, "features": {}}
     settings = {"detectors": list(DETECTORS), "k": 5, "library_size": 0, "n_bootstrap": 200, "n_permutations": 200,
                 "seed": 0, "zoos": ["blind"]}
     results = {"run_id": "synthetic", "settings": settings, "cells": len(costs), "seconds": 12.0,
-               "timings": {"cells": 10.0, "labelling": 1.0, "recovery": 1.0}, "unbuilt": [], "blind_zoos": [],
-               "seen_seed": False, "members": {m["name"]: {"zoo": m["zoo"], "kind": m["kind"]} for m in members},
+               "timings": {"cells": 10.0, "labelling": 1.0, "recovery": 1.0}, "unbuilt": [],
+               "seen_seed": False, "detector_fingerprint": {"both": "f" * 16},
+               "blind_zoos": [{"zoo_id": zoo_id, "fresh": True, "seed_hash": "0" * 16, "seen_seed": False,
+                               "size": 3 * n_units, "runs_before": 0}], "members": {m["name"]: {"zoo": m["zoo"], "kind": m["kind"]} for m in members},
                "figures": figures(items, settings), "comparisons": comparisons(items, settings)}
     return results, items
 

@@ -16,6 +16,7 @@ from detectors.base import load_built_in_detectors
 from detectors.benchmark.run import BenchmarkError, run_benchmark
 from detectors.benchmark.protocol import BenchmarkConfig
 from detectors.benchmark.report import blind_status, comparison_text, leaderboard
+from detectors.benchmark.pool import PoolError, pool_runs
 from detectors.benchmark.verify import VerifyError, verify_run
 from organisms.blind_zoo import BlindZooError
 from training.arguments import name_list, positive_int
@@ -125,6 +126,17 @@ def cmd_run(args) -> None:
     print(f"open in a browser: file://{(run_dir / 'report.html').resolve()}")
 
 
+def cmd_pool(args) -> None:
+    run_dir, results = pool_runs(args.run_dirs)
+    status = blind_status(results)
+    if status:
+        print(status)
+    print(f"\nblind zoos pooled from {len(args.run_dirs)} runs\n{leaderboard(results, 'blind')}\n\n"
+          f"{comparison_text(results, 'blind')}")
+    print(f"\nreport: {run_dir / 'report.md'}")
+    print(f"open in a browser: file://{(run_dir / 'report.html').resolve()}")
+
+
 def cmd_verify(args) -> int:
     checked, mismatches = verify_run(args.run_dir)
     for line in mismatches[:50]:
@@ -144,13 +156,17 @@ def main(argv: list[str] | None = None) -> int:
     p = _command(sub, "run", help="run the blind benchmark and write a report under $MESALAB_HOME/reports")
     add_config_arguments(p)
     p.set_defaults(run=cmd_run)
+    p = _command(sub, "pool", help="one blind board over finished runs of one detector fingerprint on different "
+                                   "blind zoos, with no cell run again")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (reports/<run-id>)")
+    p.set_defaults(run=cmd_pool)
     p = _command(sub, "verify", help="recompute every figure of a run from its items; exit 1 on a mismatch")
     p.add_argument("run_dir", help="a run directory (reports/<run-id>, or reports/latest)")
     p.set_defaults(run=cmd_verify)
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
-    except (BenchmarkError, ModelLoadError, BlindZooError, VerifyError, ClusterError, ValueError) as error:
+    except (BenchmarkError, ModelLoadError, BlindZooError, VerifyError, PoolError, ClusterError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
