@@ -11,7 +11,7 @@ the unembedding.
 
 Model score: the largest top-direction share of any matrix's update. A rank-16 LoRA concentrates its
 update however it was trained, so what the score can show is how much more one direction dominates;
-whether that tells a backdoor from a benign-conditional fine-tune of the same data is exactly what
+whether that tells a backdoored model from a benign-conditional fine-tune of the same data is what
 the benchmark's per-control-kind table measures. It reads no prompt and spends no forward pass.
 """
 
