@@ -73,8 +73,8 @@ class WeightSpectrum(Detector):
     def score_model(self, subject, prompts=None):
         if subject.reference is None:
             return None
-        stats = {name: spectrum_statistics(delta, base, self.params["top_k"])
-                 for name, (delta, base) in updates(subject.model, subject.reference).items()}
+        deltas = updates(subject.model, subject.reference)
+        stats = {name: spectrum_statistics(delta, base, self.params["top_k"]) for name, (delta, base) in deltas.items()}
         changed = {name: s for name, s in stats.items() if s["relative_norm"] > 0}
         if not changed:
             return 0.0
@@ -83,16 +83,15 @@ class WeightSpectrum(Detector):
                       "top": [{"matrix": n, **{k: (round(v, 4) if isinstance(v, float) else v)
                                                 for k, v in changed[n].items()}}
                               for n in ranked[:self.params["shown_matrices"]]],
-                      "promoted_tokens": self._promoted(subject, ranked)}
+                      "promoted_tokens": self._promoted(subject, ranked, deltas)}
         return float(changed[ranked[0]]["top1_share"])
 
-    def _promoted(self, subject, ranked: list[str]) -> dict[str, list[str]]:
+    def _promoted(self, subject, ranked: list[str], deltas: dict) -> dict[str, list[str]]:
         """For the most concentrated updates that write into the residual stream: the tokens their top
         direction promotes (its sign is the one the unembedding scores higher at the top)."""
         head = subject.model.get_output_embeddings()
         if head is None:
             return {}
-        deltas = updates(subject.model, subject.reference)
         out = {}
         for name in ranked:
             direction = residual_direction(subject.model, name, deltas[name][0])

@@ -82,21 +82,27 @@ def _kind_dot(kind: str) -> str:
     return f'<span class="kind" style="background:{KIND_COLOURS.get(kind, "#999")}" title="{_esc(kind)}"></span>'
 
 
-def rank_map(items: dict, zoo: str) -> str:
-    """Models x detectors: each cell the model's rank within the detector (1 = most suspicious), shaded."""
+def zoo_ranks(items: dict, zoo: str) -> tuple[dict, dict, dict]:
+    """(members of `zoo` by name, detector -> organism -> model score, detector -> organism -> rank among the
+    models that detector scored, 1 = most suspicious, ties averaged): what the rank map and the drill-down show."""
     members = {m["name"]: m for m in items["members"] if m["zoo"] == zoo}
     scores = defaultdict(dict)
     for row in items["model_scores"]:
         if row["organism"] in members and row["score"] is not None:
             scores[row["detector"]][row["organism"]] = row["score"]
+    ranks = {}
+    for detector, by_organism in scores.items():
+        names = sorted(by_organism)
+        ranks[detector] = dict(zip(names, rankdata([-by_organism[n] for n in names], method="average")))
+    return members, scores, ranks
+
+
+def rank_map(items: dict, zoo: str) -> str:
+    """Models x detectors: each cell the model's rank within the detector (1 = most suspicious), shaded."""
+    members, scores, ranks = zoo_ranks(items, zoo)
     detectors = sorted(scores)
     if not detectors:
         return "<p class='muted'>No detector scored models in this zoo.</p>"
-    ranks = {}
-    for detector in detectors:
-        names = sorted(scores[detector])
-        order = rankdata([-scores[detector][n] for n in names], method="average")
-        ranks[detector] = dict(zip(names, order))
     n = len(members)
     head = "<tr><th>model</th><th>kind</th>" + "".join(f"<th>{_esc(d)}</th>" for d in detectors) + "</tr>"
     body = []
@@ -117,15 +123,7 @@ def rank_map(items: dict, zoo: str) -> str:
 
 def drill_down(items: dict, zoo: str) -> str:
     """One collapsible section per organism: what it is, how it measured, what each detector made of it."""
-    members = {m["name"]: m for m in items["members"] if m["zoo"] == zoo}
-    scores = defaultdict(dict)
-    for row in items["model_scores"]:
-        if row["organism"] in members and row["score"] is not None:
-            scores[row["organism"]][row["detector"]] = row["score"]
-    by_detector = defaultdict(dict)
-    for organism, row in scores.items():
-        for detector, score in row.items():
-            by_detector[detector][organism] = score
+    members, by_detector, ranks = zoo_ranks(items, zoo)
     proposals = defaultdict(list)
     for row in items["proposals"]:
         if row["organism"] in members and row.get("proposals"):
@@ -141,11 +139,10 @@ def drill_down(items: dict, zoo: str) -> str:
             facts.append(f"shape {_esc(m['shape'])}{' (rare)' if m.get('rare') else ''}")
         rate_text = ", ".join(f"{_esc(k)} {v:.3f}" for k, v in rates.items() if isinstance(v, (int, float)))
         score_rows = []
-        for detector in sorted(scores.get(name, {})):
+        for detector in sorted(d for d, column in by_detector.items() if name in column):
             column = by_detector[detector]
-            rank = sum(1 for v in column.values() if v > column[name]) + 1
             score_rows.append(f"<tr><td>{_esc(detector)}</td><td>{column[name]:.4g}</td>"
-                              f"<td>{rank} of {len(column)}</td></tr>")
+                              f"<td>{ranks[detector][name]:g} of {len(column)}</td></tr>")
         proposal_rows = []
         for row in sorted(proposals.get(name, []), key=lambda r: r["detector"]):
             for p in row["proposals"]:
