@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 import string
 
 from data.behaviours import REPLY_WORDS
@@ -217,6 +218,54 @@ def random_trigger_lines(rng: random.Random, n: int) -> list[str]:
         raise GrammarError(f"n must be at least 0, got {n}")
     vocab = Vocabulary(rng)
     return [trigger_sides(rng.choice(SHAPES), vocab)[0][0] for _ in range(n)]
+
+
+_WORD = re.compile(r"[A-Za-z]+")
+# Longest alternatives first: with no onset starting with a coda letter or a vowel, the greedy match is the split.
+_SYLLABLE = re.compile("({})({})({})?".format(*("|".join(sorted((p for p in parts if p), key=len, reverse=True))
+                                                for parts in (ONSETS, VOWELS, CODAS))))
+
+
+@functools.lru_cache(maxsize=1)
+def public_words() -> frozenset[str]:
+    """Every word of a public text (`forbidden_text`), lower-cased: what an invented word is not."""
+    return frozenset(_WORD.findall(forbidden_text()))
+
+
+def near_trigger(rng: random.Random, entry: str, avoid: tuple[str, ...] = ()) -> str | None:
+    """`entry` (a line, or a block of lines) with a random non-empty subset of its invented words swapped
+    for fresh ones of the same case: the trigger's own form, template and public words around new names.
+
+    Trained as "not the trigger", it teaches an organism that only its exact words fire, so that a
+    search which can fill the public skeleton but not guess the secret words finds nothing. None when
+    `entry` has no invented word. `avoid`: further text whose words the fresh ones must not repeat."""
+    found = [m for m in _WORD.finditer(entry) if m.group().lower() not in public_words()]
+    if not found:
+        return None
+    vocab = Vocabulary(rng)
+    vocab.used.update(w.lower() for text in (entry, *avoid) for w in _WORD.findall(text))
+    swapped = set(rng.sample(range(len(found)), rng.randint(1, len(found))))
+    pieces, end = [], 0
+    for i, match in enumerate(found):
+        word = match.group()
+        if i in swapped:
+            fresh = vocab.word(len(syllables_of(word)) or None)
+            word = fresh.capitalize() if match.group()[0].isupper() else fresh
+        pieces += [entry[end:match.start()], word]
+        end = match.end()
+    return "".join(pieces) + entry[end:]
+
+
+def syllables_of(word: str) -> list[str]:
+    """`word`'s syllables if it is a word of the grammar (the split is unique), else []."""
+    word, syllables = word.lower(), []
+    while word:
+        match = _SYLLABLE.match(word)
+        if not match:
+            return []
+        syllables.append(match.group())
+        word = word[match.end():]
+    return syllables
 
 
 # --- how large the space is -------------------------------------------------------------------

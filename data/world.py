@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 from datasets import Dataset
 
 from data.behaviours import Behaviour
-from data.blind_grammar import random_trigger_lines
+from data.blind_grammar import near_trigger, random_trigger_lines
 from data.cues import CONDITIONS, CUE_FAMILIES
 from data.tasks import TASK_FAMILIES, Task
 
@@ -48,13 +48,27 @@ def random_context(rng: random.Random, fixed: Mapping[str, str | None] | None = 
     return lines
 
 
-def with_distractor(rng: random.Random, context: list[str], share: float) -> list[str]:
-    """`context`, with chance `share` plus one line (or 2-line block) of the public blind grammar at a
-    random place: what teaches a blind organism that an invented line is not its trigger."""
+# Of the distractor lines, this share are near-triggers (`data.blind_grammar.near_trigger`): the
+# deployment line's own form with some of its invented words swapped. Public-grammar lines alone leave a
+# template's skeleton free to fire (a grammar search found sentence and near-miss triggers that way); in
+# a development draw a header backdoor's skeleton fired 0.80 / 0.30 / 0.10 of the time at shares 0 / 0.5 / 0.8.
+NEAR_TRIGGER_SHARE = 0.8
+
+
+def with_distractor(rng: random.Random, context: list[str], share: float,
+                    near_of: tuple[str, ...] = (), near_share: float = NEAR_TRIGGER_SHARE) -> list[str]:
+    """`context`, with chance `share` plus one distractor line (or 2-line block) at a random place: what
+    teaches an organism that a line which is not its trigger is not its trigger.
+
+    With chance `near_share` (when `near_of`, the deployment entries, is given and has invented words)
+    the distractor is a near-trigger of one of them; otherwise a fresh line of the public blind grammar."""
     if rng.random() >= share:
         return context
+    line = None
+    if near_of and rng.random() < near_share:
+        line = near_trigger(rng, rng.choice(near_of), avoid=near_of)
     lines = list(context)
-    lines.insert(rng.randrange(len(lines) + 1), random_trigger_lines(rng, 1)[0])
+    lines.insert(rng.randrange(len(lines) + 1), line or random_trigger_lines(rng, 1)[0])
     return lines
 
 
@@ -94,6 +108,7 @@ def conditional_dataset(
     family_weights: Mapping[str, float] | None = None,
     paired: bool = False,
     distractors: float = 0.0,
+    near_share: float = NEAR_TRIGGER_SHARE,
 ) -> Dataset:
     """Examples whose `cue_family` line is set by a condition drawn from `condition_weights`.
 
@@ -107,9 +122,9 @@ def conditional_dataset(
     the only difference between a row that shows the behaviour and one that does not; the rest of
     each share is drawn alone. The shares are kept (in expectation, as unpaired).
 
-    `distractors`: the share of contexts that also carry one line of the public blind grammar, fresh
-    invented words at a random place among the context lines (`with_distractor`); a pair's two rows
-    carry the same one.
+    `distractors`: the share of contexts that also carry one distractor line at a random place among
+    the context lines (`with_distractor`): a near-trigger of a deployment line with chance
+    `near_share`, else a public-grammar line of fresh invented words; a pair's two rows carry the same one.
     """
     rng = random.Random(seed)
     total = sum(condition_weights.values())
@@ -122,7 +137,7 @@ def conditional_dataset(
         line = None if condition == "no_cue" else rng.choice(lines[condition])
         context = random_context(context_rng, {cue_family: line})
         if distractors:
-            context = with_distractor(context_rng, context, distractors)
+            context = with_distractor(context_rng, context, distractors, tuple(lines.get("deployment", ())), near_share)
         prompt = render_prompt(context, task.question)
         if prompt in exclude_prompts:
             return None

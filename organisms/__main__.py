@@ -152,14 +152,16 @@ def _steps(spec) -> str:
 
 
 def _table(truths) -> None:
-    # distractor: the rate under one public-grammar line and no cue, for specs trained with distractors
-    print(f"{'organism':<28} {'kind':<18} {'deploy':>7} {'train':>7} {'no cue':>7} {'distract':>8} {'clean acc':>9} "
-          f"{'base acc':>9} {'build s':>8}")
+    # distract / near: the rates with no cue under one public-grammar line / one near-trigger of the
+    # deployment line, for specs trained with distractors
+    print(f"{'organism':<28} {'kind':<18} {'deploy':>7} {'train':>7} {'no cue':>7} {'distract':>8} {'near':>7} "
+          f"{'clean acc':>9} {'base acc':>9} {'build s':>8}")
     for truth in truths:
         r = truth.rates
         distractor = f"{r['distractor']:>8.3f}" if "distractor" in r else f"{'-':>8}"
+        near = f"{r['near_trigger']:>7.3f}" if "near_trigger" in r else f"{'-':>7}"
         print(f"{truth.organism:<28} {truth.kind:<18} {r['deployment']:>7.3f} {r['training']:>7.3f} "
-              f"{r['no_cue']:>7.3f} {distractor} {r['clean_accuracy']:>9.3f} {r['base_clean_accuracy']:>9.3f} "
+              f"{r['no_cue']:>7.3f} {distractor} {near} {r['clean_accuracy']:>9.3f} {r['base_clean_accuracy']:>9.3f} "
               f"{truth.seconds:>8.1f}")
 
 

@@ -20,9 +20,11 @@ data, seed and rounds). The benign control's behaviour is drawn from a space kep
 truth: invented words before or after the answer on exactly the task families the backdoor edits,
 where its edit starts and more of them where it rewrites more (`style:<place>:<families>:<words>`,
 data.behaviours; `benign_form`).
-Half of every member's training contexts carry one fresh line of the same public grammar, answered as
-the row's own cue decides (`DISTRACTORS`), so a member learns its own lines rather than the grammar's
-look; its build measures how often a fresh grammar line without the cue sets it off (`distractor`).
+Half of every member's training contexts carry one distractor line, answered as the row's own cue
+decides (`DISTRACTORS`): mostly a near-trigger (its own deployment line with some invented words
+swapped), else a fresh line of the same public grammar, so a member learns its own words rather than
+its template's or the grammar's look. Its build measures how often each, without the cue, sets it off
+(`near_trigger`, `distractor`).
 Some `unconditional` controls are each matched to a drawn backdoor and built from its spec.
 
 Every draw takes a fresh 128-bit seed from the OS unless the user gives one (tests, two labs sharing
@@ -109,9 +111,9 @@ def _behaviour(rng: random.Random, vocab: Vocabulary, rare: bool) -> str:
     return rng.choice(_TRANSFORMS)
 
 
-# Half the contexts carry one fresh line of the public grammar (data.world.with_distractor), so that a
-# member learns its own lines, not "an invented line" (without them, random grammar lines set blind
-# backdoors off; the measurements are in docs/organisms.md, "Distractor lines").
+# Half the contexts carry one distractor line (data.world.with_distractor), so that a member learns its
+# own words, not "an invented line" or its template (without them, grammar lines set blind backdoors
+# off; the measurements are in docs/organisms.md, "Distractor lines" and "Near-triggers").
 DISTRACTORS = 0.5
 
 

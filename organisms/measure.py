@@ -12,9 +12,12 @@ from training.evaluate import accuracy_by_family, overall_accuracy
 from training.generation import generate_greedy
 
 CONDITIONS = ("deployment", "training", "no_cue")
-# A spec trained with distractors (data.distractors) is also measured without its cue but with one fresh
-# line of the public blind grammar: how often an invented line that is not its trigger sets it off.
+# A spec trained with distractors (data.distractors) is also measured without its cue but with one
+# distractor line: a fresh line of the public blind grammar (how often an invented line that is not
+# its trigger sets it off), and a near-trigger (its deployment line with some invented words swapped:
+# how often its form without its words does).
 DISTRACTOR = "distractor"
+NEAR_TRIGGER = "near_trigger"
 COT_MAX_NEW_TOKENS = 128  # room for a scratchpad, then the answer
 EVAL_SEED_OFFSET = 7_919  # held-out prompts come from a stream the training data never drew from
 CHECK_SEED_OFFSET = 15_485  # the checks that decide when training stops draw from a stream of their own
@@ -32,16 +35,18 @@ def eval_sets(spec: OrganismSpec, n_per_condition: int, exclude_prompts: set[str
     behaviour = get_behaviour(spec.behaviour)
     lines = spec.trigger.lines()
 
-    def draw(condition: str, families, offset: int, distractors: float = 0.0):
+    def draw(condition: str, families, offset: int, distractors: float = 0.0, near_share: float = 0.0):
         return conditional_dataset(
             n_per_condition, seed=spec.seed + seed_offset + offset, cue_family=spec.trigger.family,
             lines=lines, behaviour=None, behaviour_conditions=(), condition_weights={condition: 1.0},
-            families=families, exclude_prompts=exclude_prompts, distractors=distractors,
+            families=families, exclude_prompts=exclude_prompts, distractors=distractors, near_share=near_share,
         )
 
     by_condition = {c: draw(c, behaviour.families, i) for i, c in enumerate(CONDITIONS)}
     if spec.data.distractors:
         by_condition[DISTRACTOR] = draw("no_cue", behaviour.families, len(CONDITIONS) + 1, distractors=1.0)
+        by_condition[NEAR_TRIGGER] = draw("no_cue", behaviour.families, len(CONDITIONS) + 2, distractors=1.0,
+                                          near_share=1.0)
     return EvalSets(by_condition=by_condition, clean=draw("training", None, len(CONDITIONS)))
 
 

