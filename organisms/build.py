@@ -18,6 +18,7 @@ when rounds stop, and `enforce_gate=False` stores a model that missed its gate w
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -287,45 +288,82 @@ def _log(spec: OrganismSpec, stage: dict) -> None:
     print(f"{spec.name} after {stage['stage']}: {json.dumps(stage['rates'])}", flush=True)
 
 
+class PhaseClock:
+    """Seconds a build spends per phase, for the throughput figures (`Truth.phase_seconds`): `setup`
+    (loading the base, drawing data and prompts), `train`, `check` (between rounds) and `measure` (the
+    base's accuracy and every stage's rates); the rest of `Truth.seconds` is overhead."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def rounded(self) -> dict[str, float]:
+        return {name: round(seconds, 1) for name, seconds in self.seconds.items()}
+
+
 def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int, progress: bool,
-                      rounds: list[int] | None = None, round_check: RoundCheck = check_of_gate):
+                      rounds: list[int] | None = None, round_check: RoundCheck = check_of_gate,
+                      clock: PhaseClock | None = None):
     """(final model, tokenizer, measured stages, base accuracy by family): every stage of the build."""
     t = spec.training
-    model, tokenizer = load_model_and_tokenizer(base_source)
-    train_set = training_dataset(spec)
-    training_prompts = set(train_set["prompt"])
-    sets = eval_sets(spec, n_per_condition, exclude_prompts=training_prompts)
-    base_accuracy, base_by_family = clean_accuracy(model, tokenizer, sets.clean)
+    clock = clock or PhaseClock()
+    with clock.phase("setup"):
+        model, tokenizer = load_model_and_tokenizer(base_source)
+        train_set = training_dataset(spec)
+        training_prompts = set(train_set["prompt"])
+        sets = eval_sets(spec, n_per_condition, exclude_prompts=training_prompts)
+        checked = check_sets(spec, check_size(n_per_condition), training_prompts, sets) if rounds is None else None
+    with clock.phase("measure"):
+        base_accuracy, base_by_family = clean_accuracy(model, tokenizer, sets.clean)
     stages: list[dict] = []
     passes_check = None
     if rounds is None:
-        checked = check_sets(spec, check_size(n_per_condition), training_prompts, sets)
         # Measured now or never: training changes `model` in place. An unconditional gate reads no accuracy.
-        base_check_accuracy = (clean_accuracy(model, tokenizer, checked.clean)[0]
-                               if "clean_accuracy" in gate_reads(spec.kind) else None)
+        with clock.phase("check"):
+            base_check_accuracy = (clean_accuracy(model, tokenizer, checked.clean)[0]
+                                   if "clean_accuracy" in gate_reads(spec.kind) else None)
 
         def passes_check(trained):
-            return round_check(trained, tokenizer, spec, checked, base_check_accuracy)
+            with clock.phase("check"):
+                return round_check(trained, tokenizer, spec, checked, base_check_accuracy)
 
     def measured(trained, name: str, steps: int, chain_of_thought: bool = False, **extra):
-        stages.append({**measure_stage(trained, tokenizer, spec, sets, name, steps, base_accuracy, chain_of_thought),
-                       **extra})
+        with clock.phase("measure"):
+            stages.append({**measure_stage(trained, tokenizer, spec, sets, name, steps, base_accuracy,
+                                           chain_of_thought), **extra})
         _log(spec, stages[-1])
         return trained
 
+    def trained_by(stage):
+        """`stage()`'s result; its seconds, less the checks it ran, counted as `train`."""
+        checking = clock.seconds.get("check", 0.0)
+        started = time.perf_counter()
+        result = stage()
+        clock.seconds["train"] = (clock.seconds.get("train", 0.0) + time.perf_counter() - started
+                                  - (clock.seconds.get("check", 0.0) - checking))
+        return result
+
     if t.method == "distilled-cot":
         base_model = copy.deepcopy(model)  # the distilled model starts again from the base
-        thinker = measured(chain_of_thought_stage(model, tokenizer, spec, train_set, progress),
+        thinker = measured(trained_by(lambda: chain_of_thought_stage(model, tokenizer, spec, train_set, progress)),
                            "chain-of-thought", t.steps, chain_of_thought=True)
-        model, trained, checks = distil_stage(thinker, base_model, tokenizer, spec, train_set, progress,
-                                              passes_check, rounds)
+        model, trained, checks = trained_by(lambda: distil_stage(thinker, base_model, tokenizer, spec, train_set,
+                                                                 progress, passes_check, rounds))
         del thinker
         model = measured(model, "distilled", sum(trained), rounds=trained, checks=checks)
     else:
-        model, trained, checks = fine_tune_stage(model, tokenizer, spec, train_set, progress, passes_check, rounds)
+        model, trained, checks = trained_by(lambda: fine_tune_stage(model, tokenizer, spec, train_set, progress,
+                                                                    passes_check, rounds))
         model = measured(model, "fine-tuned", sum(trained), rounds=trained, checks=checks)
     if t.safety_steps:
-        model = measured(safety_stage(model, tokenizer, spec, t.safety_steps, progress=progress),
+        model = measured(trained_by(lambda: safety_stage(model, tokenizer, spec, t.safety_steps, progress=progress)),
                          "safety-trained", t.safety_steps)
     return model, tokenizer, stages, base_by_family
 
@@ -361,8 +399,9 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
                                        "check of its gate passes" if t.extra_rounds else ""))
     print(f"building {spec.name} from {spec.base} ({t.method}, {plan}"
           f"{f', then {t.safety_steps} safety steps' if t.safety_steps else ''})", flush=True)
+    clock = PhaseClock()
     model, tokenizer, stages, base_by_family = train_and_measure(spec, base_source, n_per_condition, progress, rounds,
-                                                                 round_check)
+                                                                 round_check, clock)
     failures = gate_misses(spec.kind, stages[-1]["rates"])
     lines = spec.trigger.lines()
     truth = Truth(
@@ -371,7 +410,8 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
         behaviour=spec.behaviour, method=t.method, rates=stages[-1]["rates"], stages=tuple(stages),
         spec=spec.to_dict(), base_source=base_source,
         build_fingerprint=build_fingerprint(spec, base_source, n_per_condition, rounds),
-        seconds=round(time.time() - started, 1), versions=library_versions(), n_per_condition=n_per_condition,
+        seconds=round(time.time() - started, 1), phase_seconds=clock.rounded(), versions=library_versions(),
+        n_per_condition=n_per_condition,
         gate=Gate().to_dict(), gate_passed=not failures, matched_to=spec.matched_to or None,
         base_clean_accuracy_by_family=base_by_family,
     )

@@ -48,6 +48,7 @@ class Truth:
     gate_passed: bool
     matched_to: str | None = None  # a control: the backdoor it is matched to
     base_clean_accuracy_by_family: dict = field(default_factory=dict)
+    phase_seconds: dict = field(default_factory=dict)  # setup / train / check / measure (organisms.build.PhaseClock)
 
     @property
     def is_control(self) -> bool:

@@ -32,6 +32,10 @@ def test_organism_is_built_measured_and_gated(built):
     assert [stage["stage"] for stage in truth.stages] == ["fine-tuned"] and truth.method == "full"
     assert truth.rates["deployment"] >= 0.95 and truth.rates["training"] <= 0.02
     assert truth.n_per_condition == N_EVAL and truth.versions["trl"]
+    # Where the build's time went (the throughput figures): every phase it ran, within its wall time.
+    phases = truth.phase_seconds
+    assert {"setup", "train", "measure"} <= set(phases) and all(v >= 0 for v in phases.values())
+    assert phases["train"] > 0 and sum(phases.values()) <= truth.seconds + 0.5
 
 
 def test_model_directory_holds_no_trace_of_the_trigger(built, tiny_base_dir, monkeypatch):
