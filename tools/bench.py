@@ -11,7 +11,12 @@ loop takes consecutive rows, trl its shuffle: batches padded to 53.7 and 53.1 to
   same prompts; must stay under 1.10;
 - `cell_seconds`: one sealed benchmark cell (fork, copy, load, a trivial detector), the fixed cost
   every (detector, organism, question) pays;
-- training and generation throughput.
+- training and generation throughput;
+- `compute_limit` (`tools.compute`): the core's fp32 matrix-multiply speed at the step's shapes and at
+  large ones (`peak`), the FLOPs of one LoRA step and of one build by phase, training's fraction of the
+  peak, and the seconds a build would take at the peak;
+- `built_in_this_home`: organisms per core-hour and seconds per phase (setup, train, check, measure,
+  overhead), over the builds this artefact home holds (a `make detect` first gives a mixed set).
 
 Exits 1 when a ratio passes its bar. `python -m tools.bench [--steps N]`.
 """
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from tools import compute
 from training.arguments import positive_int
 
 BARS = {"trl_to_bare_step": 1.25, "capture_to_forward": 1.10}
@@ -50,31 +56,47 @@ def _setup():
     return spec, data, tokenizer, LlamaForCausalLM(llama_config(spec, tokenizer))
 
 
-def bare_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> list[float]:
-    """Seconds of each step (forward, backward, optimiser) of a plain torch + peft LoRA loop, completion-only
-    loss, after 3 warm-up steps."""
+def lora_model(model):
     import copy
 
     from peft import LoraConfig, get_peft_model
 
-    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
-                                                                 task_type="CAUSAL_LM"))
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=5e-3)
+    return get_peft_model(copy.deepcopy(model), LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
+                                                           task_type="CAUSAL_LM"))
+
+
+def tokenized_rows(tokenizer, data) -> list[tuple[list[int], list[int]]]:
+    """(ids, labels) per row, the loss on the completion only."""
     rows = []
     for prompt, completion in zip(data["prompt"], data["completion"]):
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         rows.append((p + c, [-100] * len(p) + c))
+    return rows
+
+
+def padded_batch(tokenizer, rows, i: int, batch_size: int) -> dict:
+    """The i-th batch of consecutive rows, right-padded."""
+    batch = rows[(i * batch_size) % len(rows):][:batch_size]
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+    mask = (torch.arange(width)[None] < torch.tensor([len(r) for r, _ in batch])[:, None]).long()
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def bare_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> list[float]:
+    """Seconds of each step (forward, backward, optimiser) of a plain torch + peft LoRA loop, completion-only
+    loss, after 3 warm-up steps."""
+    peft_model = lora_model(model)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=5e-3)
+    rows = tokenized_rows(tokenizer, data)
     peft_model.train()
 
     def step(i: int) -> float:
-        batch = rows[(i * batch_size) % len(rows):][:batch_size]
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
-        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
-        mask = (torch.arange(width)[None] < torch.tensor([len(r) for r, _ in batch])[:, None]).long()
+        batch = padded_batch(tokenizer, rows, i, batch_size)
         started = time.perf_counter()
-        peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        peft_model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         return time.perf_counter() - started
@@ -167,6 +189,50 @@ def cell_seconds(model, tokenizer, n: int = 6) -> float:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def compute_limit(model, tokenizer, data, prompts: list[str], bare_step_seconds: float) -> dict:
+    """The core's fp32 peak, a build's FLOPs, and training's fraction of that peak (`tools.compute`)."""
+    from organisms.build import check_size
+    from organisms.measure import CONDITIONS
+    from organisms.spec import TrainingSpec
+    from training.embedded_base import embedded_base_dir
+    from training.models import load_model_and_tokenizer
+
+    rows = tokenized_rows(tokenizer, data)
+    batch = padded_batch(tokenizer, rows, 0, 32)
+    peak = compute.peak_table(model.config, rows=batch["input_ids"].numel())
+    per_step = compute.step_flops(lora_model(model), batch)
+    # Generation as a build measures it (up to 48 new tokens, stopping at the end of text), on the home's
+    # embedded base if it is built; random weights never stop early, so without it this is an upper bound.
+    base = embedded_base_dir()
+    measured_on = "the embedded base" if (base / "model.safetensors").is_file() else "random weights (upper bound)"
+    generator, generator_tokenizer = (load_model_and_tokenizer(str(base)) if measured_on == "the embedded base"
+                                      else (model, tokenizer))
+    per_prompt = compute.generation_flops(generator, generator_tokenizer, prompts[:64], max_new_tokens=48)
+    # A blind backdoor that passes its first check: the base's accuracy, five conditions (deployment,
+    # training, no cue, distractor, near-trigger) and accuracy measured; the check's base accuracy and
+    # its four rates (deployment, training, near-trigger, accuracy) once.
+    build = compute.build_flops(per_step, per_prompt, steps=TrainingSpec().steps, measured_sets=2 + len(CONDITIONS) + 2,
+                                checks=1, check_sets=5, check_prompts=check_size(200))
+    return {
+        "matmul_gflops": peak, "step_tokens": int(batch["attention_mask"].sum()),
+        "step_gflop": round(per_step / 1e9, 2),
+        "training_gflops": round(per_step / bare_step_seconds / 1e9, 1),
+        "training_fraction_of_peak": round(per_step / bare_step_seconds / 1e9 / peak["peak"], 3),
+        "generation_mflop_per_prompt": round(per_prompt / 1e6, 1), "generation_measured_on": measured_on,
+        "build_gflop": {phase: round(flops / 1e9, 1) for phase, flops in build.items()},
+        "build_seconds_at_peak": round(build["total"] / 1e9 / peak["peak"], 1),
+    }
+
+
+def home_throughput() -> dict:
+    """Organisms per core-hour and each phase's seconds, over the builds this home holds."""
+    from organisms.store import truth_dir
+    from organisms.truth import read_truth
+
+    truths = [read_truth(path.stem) for path in sorted(truth_dir().glob("*.json"))] if truth_dir().is_dir() else []
+    return compute.built_throughput([t for t in truths if t is not None and t.gate_passed])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
     parser.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
@@ -199,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         "capture_to_forward": round(capture / forward, 3),
         "generate_prompts_per_second": round(len(prompts) / generate, 1),
         "cell_seconds": round(cell_seconds(model, tokenizer), 3),
+        "compute_limit": compute_limit(model, tokenizer, data, prompts, statistics.median(bare)),
+        "built_in_this_home": home_throughput() or "no build here records its phases (build a zoo first)",
         "versions": library_versions(),
     }
     print(json.dumps(results, indent=2))
