@@ -20,6 +20,7 @@ from organisms.spec import SpecError, load_spec_file, spec_to_yaml
 from organisms.validate import validate_spec_for_build
 from organisms.store import organism_dir
 from organisms.truth import read_truth
+from organisms.train_zoo import TRAIN_ZOO  # importing it registers the public training zoo
 from organisms.zoo import ORGANISMS, ZOOS, get_organism, get_zoo
 from organisms.zoo_build import build_zoo, default_jobs
 from training.arguments import name_list, positive_int
@@ -93,7 +94,7 @@ def cmd_list(args) -> None:
         "method": spec.training.method, "is_control": spec.is_control, "kind": spec.kind,
         "matched_to": spec.matched_to or None, "zoos": [zoo for zoo, names in ZOOS.items() if spec.name in names],
         "built": read_truth(spec.name) is not None,
-    } for spec in ORGANISMS.values()]
+    } for spec in ORGANISMS.values() if args.json or spec.name not in ZOOS[TRAIN_ZOO]]
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -101,7 +102,10 @@ def cmd_list(args) -> None:
     for row in rows:
         print(f"{row['name']:<30} {row['kind']:<18} {row['cue_family']:<10} {row['behaviour']:<12} "
               f"{row['method']:<13} {','.join(row['zoos']):<13} {'yes' if row['built'] else 'no'}")
-    print("\nplus the blind zoo (python -m organisms zoo --zoo blind), whose members are sealed")
+    trained = sum(read_truth(name) is not None for name in ZOOS[TRAIN_ZOO])
+    print(f"\nplus the public training zoo (python -m organisms zoo --zoo train): {len(ZOOS[TRAIN_ZOO])} members "
+          f"drawn as a blind zoo is, from a public seed, {trained} built (--json lists them)")
+    print("and the blind zoo (python -m organisms zoo --zoo blind), whose members are sealed")
 
 
 def cmd_show(args) -> None:

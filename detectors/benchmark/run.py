@@ -42,6 +42,7 @@ from organisms.build import base_here, is_built, resolve_base
 from organisms.spec import spec_from_stored
 from organisms.store import organism_dir
 from organisms.truth import read_truth
+from organisms.train_zoo import TRAIN_ZOO  # noqa: F401 (importing it registers the public training zoo)
 from organisms.zoo import ORGANISMS, get_zoo
 from training.versions import library_versions
 
