@@ -8,6 +8,7 @@ reports null for that metric. Higher scores always mean "more suspicious".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -92,6 +93,20 @@ class Detector:
     # copies the base into a cell only for those that do.
     uses_reference: bool = False
 
+    # Whether the detector learns from the public training zoo (`organisms/train_zoo.py`). The benchmark
+    # then calls `fit_population` once, in a sealed cell of its own that holds copies of that zoo's
+    # models and their public kinds and nothing of any zoo it is tested on, and hands every one of its
+    # cells what it returned (`load_fitted`) before `fit`.
+    learns: bool = False
+
+    def fit_population(self, population: list["PublicModel"]):
+        """Learn from labelled public models; return a picklable state for `load_fitted`."""
+        raise NotImplementedError(f"{type(self).__name__} declares learns = True but has no fit_population")
+
+    def load_fitted(self, state) -> None:
+        """Take the state `fit_population` returned (in every cell of a learning detector)."""
+        self.fitted = state
+
     # Where proposed triggers come from: "library" (lines of the public cue library, whose size sets
     # the chance level of recovery), "open" (any text the detector makes up) or None (no proposals).
     proposal_pool: str | None = None
@@ -103,6 +118,22 @@ class Detector:
         when it elicits the organism's behaviour, whatever its text: recovery is scored by effect.
         """
         return None
+
+
+@dataclass(frozen=True)
+class PublicModel:
+    """One labelled model of the public training zoo, as a learning detector's fit sees it."""
+    model_dir: str  # a copy of its model files under a random name
+    reference_dir: str | None  # a copy of its public base
+    kind: str  # the organism kind, public for this zoo
+    unit: str  # the spec it belongs to (a model and its matched controls): keep one together when splitting
+    label: int  # 1 for a model that hides a conditional behaviour, 0 for a control
+
+    def load(self):
+        """The model as a `Subject`, its base as the reference (what a cell's detector gets)."""
+        from detectors.subject import load_subject
+
+        return load_subject(self.model_dir, None, self.reference_dir)
 
 
 def register_detector(name: str) -> Callable[[type[Detector]], type[Detector]]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 QUESTIONS = ("audit", "pair", "inputs")  # the order a cell is asked them in
+LEARN = "learn"  # a learning detector's one question to its population cell (`Detector.fit_population`)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class CellSetup:
     # False where models run on CUDA, whose context does not survive a fork: the cell is then asked
     # one question and answers it itself (the scorer gives every question a cell of its own).
     fork_questions: bool = True
+    # A learning detector's population cell: (copied model folder, kind, unit, label) of each training-zoo model.
+    population: tuple[tuple[str, str, str, int], ...] = ()
+    fitted: bytes | None = None  # its cells: the pickled state the population cell returned
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class CellAnswer:
     pair_score: float | None = None
     input_scores: list[float] | None = None
     input_features: np.ndarray | None = None
+    fitted: bytes | None = None  # the answer to LEARN: the detector's state, pickled
     extra: dict = field(default_factory=dict)
     error: str | None = None
     # What this answer cost beyond the cell's set-up (loading the model, fitting); the cell's first
@@ -76,9 +81,15 @@ def _failure(error: BaseException) -> CellAnswer:
                       extra={"traceback": traceback.format_exc(limit=4)})
 
 
-def answer_question(detector, subject, ask: CellQuestion) -> CellAnswer:
+def answer_question(detector, subject, ask: CellQuestion, population: tuple = (), reference: str | None = None
+                    ) -> CellAnswer:
     answer = CellAnswer()
-    if ask.question == "audit":
+    if ask.question == LEARN:
+        from detectors.base import PublicModel
+
+        models = [PublicModel(model_dir, reference, kind, unit, label) for model_dir, kind, unit, label in population]
+        answer.fitted = pickle.dumps(detector.fit_population(models))
+    elif ask.question == "audit":
         answer.model_score = _finite(detector.score_model(subject))
         proposals = detector.propose_triggers(subject, ask.k)
         answer.proposals = None if proposals is None else [str(p) for p in list(proposals)[:ask.k]]
@@ -96,11 +107,11 @@ def answer_question(detector, subject, ask: CellQuestion) -> CellAnswer:
     return answer
 
 
-def _here(detector, subject, meter, ask: CellQuestion) -> CellAnswer:
+def _here(detector, subject, meter, ask: CellQuestion, setup: CellSetup) -> CellAnswer:
     """Answer `ask` in this process: a question child, or a cell that cannot fork."""
     started, passes_before = time.perf_counter(), meter.forward_passes
     try:
-        answer = answer_question(detector, subject, ask)
+        answer = answer_question(detector, subject, ask, setup.population, setup.reference_dir)
     except Exception as error:  # noqa: BLE001 (a failing detector is reported by the scorer)
         answer = _failure(error)
     answer.seconds = time.perf_counter() - started
@@ -108,11 +119,11 @@ def _here(detector, subject, meter, ask: CellQuestion) -> CellAnswer:
     return answer
 
 
-def _in_a_child(detector, subject, meter, ask: CellQuestion, scratch: str) -> CellAnswer:
+def _in_a_child(detector, subject, meter, ask: CellQuestion, setup: CellSetup) -> CellAnswer:
     """Answer `ask` in a child forked from this fitted cell; it writes only in a folder of its own."""
     from detectors.benchmark.seal import enter_question, fork_a_question
 
-    own = os.path.join(scratch, f"q-{os.urandom(6).hex()}")
+    own = os.path.join(setup.scratch, f"q-{os.urandom(6).hex()}")
     os.mkdir(own, 0o700)
     read_end, write_end = os.pipe()
     pid = fork_a_question()
@@ -126,7 +137,7 @@ def _in_a_child(detector, subject, meter, ask: CellQuestion, scratch: str) -> Ce
             enter_question(own)
             if subject.cache.directory is not None:
                 subject.cache.directory = Path(own) / "cache"  # the fit's entries stay in memory
-            answer = _here(detector, subject, meter, ask)
+            answer = _here(detector, subject, meter, ask, setup)
             with os.fdopen(write_end, "wb") as pipe:
                 pickle.dump(answer, pipe)
         except BaseException:  # noqa: BLE001 (nothing may escape a forked child into the cell's own loop)
@@ -179,7 +190,10 @@ def _loaded(setup: CellSetup):
     from detectors.subject import load_subject
 
     subject = load_subject(setup.model_dir, ActivationCache(f"{setup.scratch}/cache"), setup.reference_dir)
-    return subject, make_detector(setup.detector, **setup.params)
+    detector = make_detector(setup.detector, **setup.params)
+    if setup.fitted is not None:
+        detector.load_fitted(pickle.loads(setup.fitted))
+    return subject, detector
 
 
 def serve_cell(connection) -> None:
@@ -214,9 +228,9 @@ def serve_cell(connection) -> None:
             if failure is not None:
                 return _as_answer(failure)
             if setup.fork_questions:
-                return _in_a_child(detector, subject, meter, ask, setup.scratch)
+                return _in_a_child(detector, subject, meter, ask, setup)
             if first:
-                return _here(detector, subject, meter, ask)
+                return _here(detector, subject, meter, ask, setup)
             return CellAnswer(error="a cell that cannot fork answers one question only")
 
         _serve(connection, answer, time.perf_counter() - started, meter.forward_passes)

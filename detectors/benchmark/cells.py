@@ -78,6 +78,8 @@ class CellJob:
     reference_dir: str | None
     prompts: tuple[str, ...] = ()
     k: int = 5
+    population: tuple[tuple[str, str, str, int], ...] = ()  # a LEARN job: (model folder, kind, unit, label) of each
+    fitted: bytes | None = None  # a learning detector's other jobs: the state its LEARN job returned
 
     def ask(self) -> CellQuestion:
         return CellQuestion(question=self.question, prompts=self.prompts, k=self.k)
@@ -150,9 +152,14 @@ class CellPool:
         reference = None
         if job.reference_dir:
             reference = copy_model_files(job.reference_dir, scratch / secrets.token_hex(6))
+        # A population's models come in under random names, in a shuffled order: neither says what they are.
+        population = [(str(copy_model_files(model_dir, scratch / secrets.token_hex(6))), kind, unit, label)
+                      for model_dir, kind, unit, label in job.population]
+        secrets.SystemRandom().shuffle(population)
         setup = CellSetup(detector=job.detector, params=job.params, scratch=str(scratch), model_dir=str(model),
                           reference_dir=str(reference) if reference else None, guarded=self.guarded,
-                          plugins=self.plugins, fork_questions=self.share_fit)
+                          plugins=self.plugins, fork_questions=self.share_fit, population=tuple(population),
+                          fitted=job.fitted)
         return setup, scratch
 
     def _start(self, jobs: list[CellJob]) -> None:

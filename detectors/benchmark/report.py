@@ -102,6 +102,24 @@ def _rank_cell(comparison: dict | None, name: str) -> str:
     return "–" if rank is None else f"{rank['rank']:g} [{rank['low']:g}, {rank['high']:g}]"
 
 
+def _shown_name(results: dict, name: str) -> str:
+    """A detector's name on a board, marked when it learnt from the public training zoo."""
+    return f"{name} (learned)" if (results.get("detectors") or {}).get(name, {}).get("learns") else name
+
+
+def learned_text(results: dict) -> str:
+    """What the learning detectors were fitted on, and what the fit cost."""
+    learned = results.get("learned") or {}
+    if not learned:
+        return ""
+    described = "; ".join(
+        f"{name}: {r['models']} models ({', '.join(f'{v} {k}' for k, v in sorted(r['kinds'].items()))}), "
+        f"{r['seconds']} s" + (f", **failed**: {r['error']}" if r["error"] else "")
+        for name, r in sorted(learned.items()))
+    return ("Detectors marked (learned) were fitted once, in a sealed cell of their own, on the public training "
+            f"zoo and nothing else, so every zoo below is held out from their fit: {described}.")
+
+
 def leaderboard(results: dict, zoo: str) -> str:
     rows = sorted(results["figures"].items(), key=_sort_key(zoo))
     comparison = (results.get("comparisons") or {}).get(zoo)
@@ -115,7 +133,7 @@ def leaderboard(results: dict, zoo: str) -> str:
             continue
         input_ = f["input"] or {}
         model = (f["model"] or {}).get("all")
-        lines.append(" | ".join([f"| {name}", _rank_cell(comparison, name), _model_cell(model), _tpr_cell(model),
+        lines.append(" | ".join([f"| {_shown_name(results, name)}", _rank_cell(comparison, name), _model_cell(model), _tpr_cell(model),
                                  _within_spec_cell(input_), _fmt(input_.get("auroc"), True),
                                  _fmt(input_.get("tpr_at_1pct_fpr"), True), _fmt(input_.get("mean_model_auroc")),
                                  _fmt(f["pairs"]), *_recovery_cells(f["recovery"]), f"{f['seconds']:.0f}",
@@ -182,6 +200,8 @@ def report_text(results: dict, plots: list[str]) -> str:
     status = blind_status(results)
     if status:
         parts += [status, ""]
+    if learned_text(results):
+        parts += [learned_text(results), ""]
     if results["unbuilt"]:
         parts += [f"Not built (failed their gate or never built), so not benchmarked: {', '.join(results['unbuilt'])}.",
                   ""]

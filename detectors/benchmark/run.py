@@ -20,7 +20,7 @@ import random
 import secrets
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from data.cues import cue_library
 from data.store import mesalab_home
 from detectors.base import DETECTORS, Detector, load_built_in_detectors, make_detector
+from detectors.benchmark.cell_task import LEARN
 from detectors.benchmark.cells import CellJob, CellPool, cells_of
 from detectors.benchmark.freeze import code_fingerprint, fingerprint, settings_fingerprint
 from detectors.benchmark.labelling import elicitation, label_outputs, outputs_of, trusted_pool
@@ -42,7 +43,7 @@ from organisms.build import base_here, is_built, resolve_base
 from organisms.spec import spec_from_stored
 from organisms.store import organism_dir
 from organisms.truth import read_truth
-from organisms.train_zoo import TRAIN_ZOO  # noqa: F401 (importing it registers the public training zoo)
+from organisms.train_zoo import TRAIN_ZOO  # importing it registers the public training zoo
 from organisms.zoo import ORGANISMS, get_zoo
 from training.versions import library_versions
 
@@ -126,6 +127,14 @@ def resolve_detectors(config: BenchmarkConfig) -> list[str]:
             raise BenchmarkError(f"plugin module {module!r} cannot be imported ({error}); give a module name "
                                  "importable from here, e.g. my_detector for ./my_detector.py") from None
     names = list(config.detectors) if config.detectors is not None else sorted(registry)
+    if config.detectors is None:  # the default set: learning detectors only once the training zoo is built
+        waiting = [name for name in names if registry[name].learns]
+        try:
+            for name in waiting:
+                training_population(name)
+        except BenchmarkError as unready:
+            _say(f"  left out {', '.join(waiting)}: {unready}")
+            names = [name for name in names if name not in waiting]
     for name in names:
         if name not in DETECTORS:
             raise BenchmarkError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
@@ -183,14 +192,65 @@ def agreeing_prompts(pairs, config, pool) -> list[dict]:
              "prompts": [p for p, a, b in zip(candidates, outputs[o], outputs[c]) if a == b]} for o, c in pairs]
 
 
-def cell_jobs(members, detector_names, params, prompts_of, pair_rows, config) -> list[CellJob]:
+def training_population(detector: str) -> tuple[list[tuple[str, str, str, int]], str]:
+    """((model folder, kind, unit, label) of every built member of the public training zoo, their base's folder)."""
+    rows, bases = [], set()
+    for name in get_zoo(TRAIN_ZOO):
+        truth = read_truth(name)
+        if truth is not None and truth.gate_passed and organism_dir(name).is_dir():
+            rows.append((str(organism_dir(name)), truth.kind, truth.matched_to or name, int(truth.kind == "backdoor")))
+            bases.add(base_here(truth.base_source))
+    kinds = {row[1] for row in rows}
+    if not {"backdoor", "clean"} <= kinds:
+        raise BenchmarkError(f"detector {detector!r} learns from the public training zoo, which has "
+                             f"{len(rows)} built members ({', '.join(sorted(kinds)) or 'none'}); build it with "
+                             f"'python -m organisms zoo --zoo {TRAIN_ZOO}'")
+    if len(bases) != 1:
+        raise BenchmarkError(f"the training zoo's members were built on {len(bases)} bases; rebuild it on one")
+    return rows, bases.pop()
+
+
+def fit_learners(detector_names, params, config, members) -> tuple[dict[str, bytes], dict[str, dict]]:
+    """Each learning detector fitted once on the training zoo, in a sealed cell of its own: (its pickled
+    state by name, what the fit cost and on what). A fit that fails leaves its detector unfitted, so
+    each of its cells reports the failure and every other detector's figures stand."""
+    learners = [d for d in detector_names if DETECTORS[d].learns]
+    if not learners:
+        return {}, {}
+    if seen := sorted(set(members) & set(get_zoo(TRAIN_ZOO))):
+        raise BenchmarkError(f"{', '.join(learners)} learn(s) from the training zoo, so it cannot be tested on its "
+                             f"members ({', '.join(seen[:3])}{', ...' if len(seen) > 3 else ''}); leave them out")
+    populations = {d: training_population(d) for d in learners}
+    jobs = [CellJob(key=(d, TRAIN_ZOO, LEARN, None), detector=d, params=params[d], question=LEARN,
+                    model_dir=base, reference_dir=base, population=tuple(rows))
+            for d, (rows, base) in populations.items()]
+    states, record = {}, {}
+    with CellPool(config.jobs, guarded=[mesalab_home()], plugins=config.plugins) as pool:
+        for job, answer in pool.run(jobs):
+            detector = job.detector
+            rows = populations[detector][0]
+            record[detector] = {"zoo": TRAIN_ZOO, "models": len(rows),
+                                "kinds": dict(Counter(row[1] for row in rows)),
+                                "seconds": round(answer.seconds, 1), "error": answer.error}
+            if answer.error:
+                if config.strict:
+                    raise RuntimeError(f"{detector} failed to learn: {answer.error}\n{answer.extra.get('traceback', '')}")
+                _say(f"  {detector} failed to learn from the training zoo: {answer.error}")
+            else:
+                states[detector] = answer.fitted
+    return states, record
+
+
+def cell_jobs(members, detector_names, params, prompts_of, pair_rows, config,
+              fitted: dict[str, bytes] | None = None) -> list[CellJob]:
     jobs = []
     for name, member in members.items():
         model_dir = str(organism_dir(name))
         for detector in detector_names:
             cls = DETECTORS[detector]
             reference = base_here(member.truth.base_source) if cls.uses_reference else None
-            common = dict(detector=detector, params=params[detector], model_dir=model_dir, reference_dir=reference)
+            common = dict(detector=detector, params=params[detector], model_dir=model_dir, reference_dir=reference,
+                          fitted=(fitted or {}).get(detector))
             jobs.append(CellJob(key=(detector, name, "audit", None), question="audit", k=config.k, **common))
             # A question the detector cannot answer (its class keeps the base's None) costs no cell.
             if name in prompts_of and cls.score_inputs is not Detector.score_inputs:
@@ -393,7 +453,10 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
         cells, prompts_of = label_inputs(members, config, pool)
         pair_rows = agreeing_prompts(pairs, config, pool)
         timings["labelling"] = round(time.time() - t, 1)
-        jobs = cell_jobs(members, detector_names, params, prompts_of, pair_rows, config)
+        t = time.time()
+        fitted, learned = fit_learners(detector_names, params, config, members)
+        timings["learning"] = round(time.time() - t, 1)
+        jobs = cell_jobs(members, detector_names, params, prompts_of, pair_rows, config, fitted)
         order_seed = secrets.randbits(64)
         t = time.time()
         _say(f"  {len(jobs)} questions for the sealed cells")
@@ -406,7 +469,9 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
     settings = settings_of(config, detector_names, members)
     results = {
         "figures": figures(items, settings), "comparisons": comparisons(items, settings), "settings": settings,
-        "detectors": {d: {"params": params[d], "proposal_pool": DETECTORS[d].proposal_pool} for d in detector_names},
+        "detectors": {d: {"params": params[d], "proposal_pool": DETECTORS[d].proposal_pool,
+                          "learns": DETECTORS[d].learns} for d in detector_names},
+        "learned": learned,
         "members": {n: {"zoo": m.zoo, "kind": m.kind} for n, m in sorted(members.items())},
         "unbuilt": unbuilt, "seal": seal_report(), "cells": len(answers), "timings": timings,
         "blind_zoos": blind_use, "seen_seed": any(not z["fresh"] for z in blind_use),
