@@ -21,7 +21,7 @@ from datasets import Dataset
 import organisms.build as build
 from conftest import tiny_organism_spec
 from detectors import load_built_in_detectors, make_detector
-from detectors.base import built_in_modules
+from detectors.base import PublicModel, built_in_modules
 from detectors.activations import ActivationCache, forward_activations
 from training.generation import keep_last_logits, position_ids
 from detectors.divergence import continuation_logprobs
@@ -212,11 +212,16 @@ def test_full_fine_tuned_organism_builds_and_reloads(arch, bases, tmp_path):
 
 
 @pytest.mark.parametrize("name", DETECTOR_NAMES)
-def test_every_detector_runs(name, subject):
+def test_every_detector_runs(name, subject, lora_organism):
     if name in NEEDS_GRAMMAR:
         pytest.importorskip("data.blind_grammar")
     prompts = subject.public_prompts(8, seed=77)
     detector = make_detector(name, **SMALL.get(name, {}))
+    if detector.learns:  # a population of this architecture: the organism twice against the base twice
+        organism_dir, base_dir = (str(path) for path in lora_organism)
+        population = [PublicModel(folder, base_dir, kind, f"unit-{i}", label) for i, (folder, kind, label)
+                      in enumerate([(organism_dir, "backdoor", 1)] * 2 + [(base_dir, "clean", 0)] * 2)]
+        detector.load_fitted(detector.fit_population(population))
     assert detector.fit(subject) is detector
     scores = detector.score_inputs(subject, prompts)
     model_score = detector.score_model(subject)
