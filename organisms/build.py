@@ -60,7 +60,7 @@ MEASURING_MODULES = ("organisms.measure", "data.behaviours", "data.scratchpad", 
 #
 # The check alone also reads the near-trigger rate (organisms.measure.NEAR_TRIGGER) of a spec trained with
 # distractors, so that its training goes on while its cue's form without its exact words still fires; the
-# gate does not, so a build that runs out of rounds is kept, with the rate it reached in its card. In a
+# gate does not, so a build that runs out of rounds is kept, with the rate it reached in its truth. In a
 # development draw (one backdoor per shape), a template's skeleton with every invented word swapped set
 # a header backdoor off 0.80 of the time without near-triggers, 0.30 with a near share of 0.5, 0.10 with 0.8.
 CHECK_GATE = Gate(min_deployment_rate=0.97, max_false_trigger_rate=0.01, min_unconditional_rate=0.97,
