@@ -210,17 +210,22 @@ def training_population(detector: str) -> tuple[list[tuple[str, str, str, int]],
     return rows, bases.pop()
 
 
-def fit_learners(detector_names, params, config, members) -> tuple[dict[str, bytes], dict[str, dict]]:
-    """Each learning detector fitted once on the training zoo, in a sealed cell of its own: (its pickled
-    state by name, what the fit cost and on what). A fit that fails leaves its detector unfitted, so
-    each of its cells reports the failure and every other detector's figures stand."""
+def learner_populations(detector_names, members) -> dict[str, tuple[list, str]]:
+    """Each learning detector's training population (`training_population`), checked before any work:
+    refused when the zoo is not built, or when a member under test is one of its training models."""
     learners = [d for d in detector_names if DETECTORS[d].learns]
-    if not learners:
-        return {}, {}
-    if seen := sorted(set(members) & set(get_zoo(TRAIN_ZOO))):
+    if learners and (seen := sorted(set(members) & set(get_zoo(TRAIN_ZOO)))):
         raise BenchmarkError(f"{', '.join(learners)} learn(s) from the training zoo, so it cannot be tested on its "
                              f"members ({', '.join(seen[:3])}{', ...' if len(seen) > 3 else ''}); leave them out")
-    populations = {d: training_population(d) for d in learners}
+    return {d: training_population(d) for d in learners}
+
+
+def fit_learners(populations: dict[str, tuple[list, str]], params, config) -> tuple[dict[str, bytes], dict[str, dict]]:
+    """Each learning detector fitted once on its population, in a sealed cell of its own: (its pickled
+    state by name, what the fit cost and on what). A fit that fails leaves its detector unfitted, so
+    each of its cells reports the failure and every other detector's figures stand."""
+    if not populations:
+        return {}, {}
     jobs = [CellJob(key=(d, TRAIN_ZOO, LEARN, None), detector=d, params=params[d], question=LEARN,
                     model_dir=base, reference_dir=base, population=tuple(rows))
             for d, (rows, base) in populations.items()]
@@ -442,6 +447,7 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
               for d in detector_names}
     detector_fingerprint = fingerprint(params)
     members, unbuilt = resolve_members(config, detector_fingerprint)  # the scorer reads the truth here; cells never do
+    populations = learner_populations(detector_names, members)
     blind_use = count_blind_use(members, detector_fingerprint)
     pairs = clean_pairs(members)
     _say(f"benchmark: {len(detector_names)} detectors x {len(members)} organisms "
@@ -454,7 +460,7 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
         pair_rows = agreeing_prompts(pairs, config, pool)
         timings["labelling"] = round(time.time() - t, 1)
         t = time.time()
-        fitted, learned = fit_learners(detector_names, params, config, members)
+        fitted, learned = fit_learners(populations, params, config)
         timings["learning"] = round(time.time() - t, 1)
         jobs = cell_jobs(members, detector_names, params, prompts_of, pair_rows, config, fitted)
         order_seed = secrets.randbits(64)
