@@ -204,9 +204,9 @@ def compute_limit(model, tokenizer, data, prompts: list[str], bare_step_seconds:
     # Generation as a build measures it (up to 48 new tokens, stopping at the end of text), on the home's
     # embedded base if it is built; random weights never stop early, so without it this is an upper bound.
     base = embedded_base_dir()
-    measured_on = "the embedded base" if (base / "model.safetensors").is_file() else "random weights (upper bound)"
-    generator, generator_tokenizer = (load_model_and_tokenizer(str(base)) if measured_on == "the embedded base"
-                                      else (model, tokenizer))
+    built = (base / "model.safetensors").is_file()
+    measured_on = "the embedded base" if built else "random weights (upper bound)"
+    generator, generator_tokenizer = load_model_and_tokenizer(str(base)) if built else (model, tokenizer)
     per_prompt = compute.generation_flops(generator, generator_tokenizer, prompts[:64], max_new_tokens=48)
     # A blind backdoor that passes its first check: the base's accuracy, five conditions (deployment,
     # training, no cue, distractor, near-trigger) and accuracy measured; the check's base accuracy and
