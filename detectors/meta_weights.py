@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from detectors.base import Detector, register_detector
+from detectors.population_fit import check_population, classifier, cross_validated_auroc
 from detectors.weight_spectrum import spectrum_statistics, updates
 
 STATISTICS = ("top1_share", "topk_share", "effective_rank", "log_relative_norm")
@@ -46,12 +47,6 @@ class MetaWeights(Detector):
     defaults = {"seed": 0, "budget": 0, "top_k": 4, "C": 0.1, "folds": 4, "shown_features": 8}
 
     def fit_population(self, population):
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.metrics import roc_auc_score
-        from sklearn.model_selection import GroupKFold, cross_val_predict
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         rows, labels, units, names = [], [], [], None
         for public in sorted(population, key=lambda m: m.model_dir):
             subject = public.load()
@@ -62,22 +57,12 @@ class MetaWeights(Detector):
             rows.append(x)
             labels.append(public.label)
             units.append(public.unit)
-        if len(set(labels)) < 2:
-            raise ValueError("the training zoo holds only one label to learn from")
+        check_population(labels)
         features, labels = np.vstack(rows), np.asarray(labels)
-
-        def classifier():
-            return make_pipeline(StandardScaler(), LogisticRegression(C=self.params["C"], max_iter=5000))
-
-        folds = min(self.params["folds"], len(set(units)))
-        cross_validated = None
-        if folds >= 2:
-            held_out = cross_val_predict(classifier(), features, labels, groups=units, cv=GroupKFold(folds),
-                                         method="predict_proba")[:, 1]
-            cross_validated = float(roc_auc_score(labels, held_out))
-        fitted = classifier().fit(features, labels)
-        return {"pipeline": fitted, "names": names, "models": len(labels), "positives": int(labels.sum()),
-                "cv_auroc": cross_validated}
+        fit = lambda x, y, _units: classifier(self.params["C"]).fit(x, y)  # noqa: E731
+        return {"pipeline": fit(features, labels, units), "names": names, "models": len(labels),
+                "positives": int(labels.sum()),
+                "cv_auroc": cross_validated_auroc(fit, features, labels, units, self.params["folds"])}
 
     def score_model(self, subject, prompts=None):
         state = getattr(self, "fitted", None)

@@ -48,6 +48,7 @@ SMALL = {
     "probe-cue-contrast": {"n_public": 24},
     "probe-defection": {"n_public": 12},
     "diff-vs-base": {"n_public": 16},
+    "meta-queries": {"n_candidates": 8, "n_queries": 2},
     "trigger-inversion": {"iterations": 2, "candidates": 8, "top_k": 8, "n_sampled": 2, "sample_tokens": 6,
                           "answer_tokens": 6},
     "target-inversion": {"answer_tokens": 6, "max_first_tokens": 64, "n_candidates": 4, "target_tokens": 4},

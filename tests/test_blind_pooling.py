@@ -64,6 +64,18 @@ def test_the_fingerprint_moves_with_a_detector_default():
     assert fingerprint(params) != fingerprint({"random": {"seed": 1, "budget": 0}})
 
 
+def test_the_fingerprint_of_learners_moves_with_the_training_zoo_they_fit_on():
+    from detectors.benchmark.freeze import training_fingerprint
+
+    load_built_in_detectors()
+    params = {"meta-weights": {"seed": 0}}
+    built = training_fingerprint([("train-01", "key-a"), ("train-02", "key-b")])
+    assert built == training_fingerprint([("train-02", "key-b"), ("train-01", "key-a")])  # not by order
+    rebuilt = training_fingerprint([("train-01", "key-a"), ("train-02", "key-c")])
+    assert fingerprint(params, built) != fingerprint(params, rebuilt) != fingerprint(params)
+    assert fingerprint(params, None) == fingerprint(params)  # a set without learners keeps its key
+
+
 def test_a_new_draw_keeps_the_zoos_before_it():
     from organisms.blind_zoo import BlindZooError, blind_members, blind_zoos
 

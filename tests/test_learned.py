@@ -147,8 +147,13 @@ def test_a_benchmark_fits_its_learners_on_the_training_zoo_and_marks_them(plante
     learned = results["learned"]["meta-weights"]
     assert learned["models"] == 12 and learned["kinds"] == {"backdoor": 6, "clean": 6} and learned["error"] is None
     assert results["detectors"]["meta-weights"]["learns"] and not results["detectors"]["random"]["learns"]
+    from detectors.benchmark.run import training_builds
+
+    assert results["detector_fingerprint"]["training"] == training_builds(["meta-weights"]) is not None
     report = (run_dir / "report.md").read_text()
     assert "| meta-weights (learned) |" in report and "fitted once, in a sealed cell" in report
+    page = (run_dir / "report.html").read_text()
+    assert "meta-weights (learned)" in page and "fitted once, in a sealed cell" in page
     assert verify_run(run_dir)[1] == []
     assert read_truth(trained[0]) is not None  # the scorer read the training zoo's truth; cells never did
     # Tested on its own training data, a learner's figures would mean nothing: refused in one line.
@@ -162,6 +167,6 @@ def test_the_default_set_leaves_learners_out_until_the_training_zoo_is_built(cap
     from detectors.benchmark.run import resolve_detectors
 
     names = resolve_detectors(BenchmarkConfig())
-    assert "meta-weights" not in names and "weight-spectrum" in names
-    assert "left out meta-weights" in capsys.readouterr().out
+    assert not {"meta-weights", "meta-queries"} & set(names) and "weight-spectrum" in names
+    assert "left out meta-queries, meta-weights" in capsys.readouterr().out
     assert resolve_detectors(BenchmarkConfig(detectors=("meta-weights",))) == ["meta-weights"]  # asked: the run says why

@@ -45,6 +45,14 @@ def code_fingerprint(detector_names: list[str]) -> str:
     return _digest(sources)
 
 
-def fingerprint(params: dict[str, dict]) -> str:
-    """One key for "the same detector settings": parameters and code together."""
-    return _digest({"params": settings_fingerprint(params), "code": code_fingerprint(sorted(params))})
+def training_fingerprint(builds: list[tuple[str, str]]) -> str:
+    """What learning detectors learnt from: (member, build fingerprint) of every training-zoo model they fit
+    on. A rebuilt training zoo makes another detector of the same code and parameters."""
+    return _digest(sorted(builds))
+
+
+def fingerprint(params: dict[str, dict], training: str | None = None) -> str:
+    """One key for "the same detector settings": parameters and code together, and for a set with learning
+    detectors, the training zoo they fit on (a set without them keeps the key it always had)."""
+    key = {"params": settings_fingerprint(params), "code": code_fingerprint(sorted(params))}
+    return _digest(key if training is None else {**key, "training": training})

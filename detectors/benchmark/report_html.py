@@ -17,7 +17,8 @@ from collections import defaultdict
 
 from scipy.stats import rankdata
 
-from detectors.benchmark.report import (ZOO_TITLES, blind_status, comparison_text, control_table, leaderboard)
+from detectors.benchmark.report import (ZOO_TITLES, blind_status, comparison_text, control_table, leaderboard,
+                                        learned_text)
 
 KIND_COLOURS = {"backdoor": "#d62728", "clean": "#1f77b4", "benign-conditional": "#2ca02c", "unconditional": "#ff7f0e"}
 STYLE = """
@@ -194,6 +195,8 @@ def html_report(results: dict, items: dict, plots: dict[str, bytes]) -> str:
     parts.append("<p>Legend: " + " ".join(f"{_kind_dot(k)}{k}" for k in KIND_COLOURS) + ". Read the boards as "
                  "report.md explains: the unit is the spec (a backdoor with its matched controls), intervals resample "
                  "units, and only the paired verdicts rank two detectors.</p>")
+    if learned_text(results):
+        parts.append(f"<p>{_inline(learned_text(results))}</p>")
     for zoo in results["settings"]["zoos"]:
         parts += [f"<h2>{_esc(ZOO_TITLES.get(zoo, zoo))}</h2>", "<h3>Board</h3>", markdown_table(leaderboard(results, zoo)),
                   "<h3>Paired comparisons</h3>", markdown_table(comparison_text(results, zoo)),

@@ -30,7 +30,7 @@ from data.store import mesalab_home
 from detectors.base import DETECTORS, Detector, load_built_in_detectors, make_detector
 from detectors.benchmark.cell_task import LEARN
 from detectors.benchmark.cells import CellJob, CellPool, cells_of
-from detectors.benchmark.freeze import code_fingerprint, fingerprint, settings_fingerprint
+from detectors.benchmark.freeze import code_fingerprint, fingerprint, settings_fingerprint, training_fingerprint
 from detectors.benchmark.labelling import elicitation, label_outputs, outputs_of, trusted_pool
 from detectors.benchmark.protocol import (BenchmarkConfig, Member, input_set, monitor_source, monitored_behaviour,
                                 pair_candidates, recovery_set, vet_proposal)
@@ -192,14 +192,26 @@ def agreeing_prompts(pairs, config, pool) -> list[dict]:
              "prompts": [p for p, a, b in zip(candidates, outputs[o], outputs[c]) if a == b]} for o, c in pairs]
 
 
+def _built_training_members() -> list[tuple[str, object]]:
+    """(name, truth) of every built member of the public training zoo that passed its gate."""
+    truths = [(name, read_truth(name)) for name in get_zoo(TRAIN_ZOO)]
+    return [(name, truth) for name, truth in truths
+            if truth is not None and truth.gate_passed and organism_dir(name).is_dir()]
+
+
+def training_builds(detector_names) -> str | None:
+    """`training_fingerprint` of the training zoo, when a detector of the set learns from it."""
+    if not any(DETECTORS[d].learns for d in detector_names):
+        return None
+    return training_fingerprint([(name, truth.build_fingerprint) for name, truth in _built_training_members()])
+
+
 def training_population(detector: str) -> tuple[list[tuple[str, str, str, int]], str]:
     """((model folder, kind, unit, label) of every built member of the public training zoo, their base's folder)."""
     rows, bases = [], set()
-    for name in get_zoo(TRAIN_ZOO):
-        truth = read_truth(name)
-        if truth is not None and truth.gate_passed and organism_dir(name).is_dir():
-            rows.append((str(organism_dir(name)), truth.kind, truth.matched_to or name, int(truth.kind == "backdoor")))
-            bases.add(base_here(truth.base_source))
+    for name, truth in _built_training_members():
+        rows.append((str(organism_dir(name)), truth.kind, truth.matched_to or name, int(truth.kind == "backdoor")))
+        bases.add(base_here(truth.base_source))
     kinds = {row[1] for row in rows}
     if not {"backdoor", "clean"} <= kinds:
         raise BenchmarkError(f"detector {detector!r} learns from the public training zoo, which has "
@@ -445,7 +457,8 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
     detector_names = resolve_detectors(config)
     params = {d: make_detector(d, **{"seed": config.seed, **config.detector_params.get(d, {})}).params
               for d in detector_names}
-    detector_fingerprint = fingerprint(params)
+    trained_on = training_builds(detector_names)
+    detector_fingerprint = fingerprint(params, trained_on)
     members, unbuilt = resolve_members(config, detector_fingerprint)  # the scorer reads the truth here; cells never do
     populations = learner_populations(detector_names, members)
     blind_use = count_blind_use(members, detector_fingerprint)
@@ -482,7 +495,7 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
         "unbuilt": unbuilt, "seal": seal_report(), "cells": len(answers), "timings": timings,
         "blind_zoos": blind_use, "seen_seed": any(not z["fresh"] for z in blind_use),
         "detector_fingerprint": {"settings": settings_fingerprint(params), "code": code_fingerprint(detector_names),
-                                 "both": detector_fingerprint},
+                                 "training": trained_on, "both": detector_fingerprint},
         "versions": library_versions(), "command": " ".join(sys.argv),
         "config": {k: v for k, v in vars(config).items() if k not in ("detector_params",)},
     }
