@@ -8,7 +8,7 @@ reports null for that metric. Higher scores always mean "more suspicious".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -128,12 +128,17 @@ class PublicModel:
     kind: str  # the organism kind, public for this zoo
     unit: str  # the spec it belongs to (a model and its matched controls): keep one together when splitting
     label: int  # 1 for a model that hides a conditional behaviour, 0 for a control
+    # Called with every subject loaded: the cell counts the fit's forward passes through it.
+    loaded: Callable | None = field(default=None, compare=False, repr=False)
 
     def load(self):
         """The model as a `Subject`, its base as the reference (what a cell's detector gets)."""
         from detectors.subject import load_subject
 
-        return load_subject(self.model_dir, None, self.reference_dir)
+        subject = load_subject(self.model_dir, None, self.reference_dir)
+        if self.loaded is not None:
+            self.loaded(subject)
+        return subject
 
 
 def register_detector(name: str) -> Callable[[type[Detector]], type[Detector]]:

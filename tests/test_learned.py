@@ -140,16 +140,22 @@ def test_a_benchmark_fits_its_learners_on_the_training_zoo_and_marks_them(plante
     fake_organism(tiny_base_dir, tested[0], "backdoor")
     fake_organism(tiny_base_dir, tested[1], "clean", matched_to=tested[0])
     monkeypatch.setitem(organisms.zoo.ZOOS, "default", tested)
-    config = BenchmarkConfig(detectors=("meta-weights", "random"), zoos=("default",), n_per_condition=4,
+    config = BenchmarkConfig(detectors=("meta-weights", "meta-queries", "random"), zoos=("default",), n_per_condition=4,
+                             detector_params={"meta-queries": {"n_candidates": 8, "n_queries": 2}},
                              n_pair_prompts=4, n_recovery_prompts=2, pair_max_new_tokens=4, n_bootstrap=20,
                              n_permutations=20, strict=True, jobs=2)
     run_dir, results = run_benchmark(config)
     learned = results["learned"]["meta-weights"]
     assert learned["models"] == 12 and learned["kinds"] == {"backdoor": 6, "clean": 6} and learned["error"] is None
+    assert learned["forward_passes"] == 0  # it reads weights only
+    queried = results["learned"]["meta-queries"]
+    # 8 queries through 12 models, and the base's 8-token continuations of them: the fit's passes are counted.
+    assert queried["error"] is None and queried["forward_passes"] >= 12 * 8 + 8 * 8, queried
     assert results["detectors"]["meta-weights"]["learns"] and not results["detectors"]["random"]["learns"]
     from detectors.benchmark.run import training_builds
 
     assert results["detector_fingerprint"]["training"] == training_builds(["meta-weights"]) is not None
+    assert "| meta-queries (learned) |" in (run_dir / "report.md").read_text()
     report = (run_dir / "report.md").read_text()
     assert "| meta-weights (learned) |" in report and "fitted once, in a sealed cell" in report
     page = (run_dir / "report.html").read_text()

@@ -87,8 +87,13 @@ def answer_question(detector, subject, ask: CellQuestion, population: tuple = ()
     if ask.question == LEARN:
         from detectors.base import PublicModel
 
-        models = [PublicModel(model_dir, reference, kind, unit, label) for model_dir, kind, unit, label in population]
-        answer.fitted = pickle.dumps(detector.fit_population(models))
+        from detectors.benchmark.cost import population_meter
+
+        with population_meter() as (meter, watch):
+            models = [PublicModel(model_dir, reference, kind, unit, label, loaded=watch)
+                      for model_dir, kind, unit, label in population]
+            answer.fitted = pickle.dumps(detector.fit_population(models))
+        answer.forward_passes = meter.forward_passes
     elif ask.question == "audit":
         answer.model_score = _finite(detector.score_model(subject))
         proposals = detector.propose_triggers(subject, ask.k)
@@ -115,7 +120,7 @@ def _here(detector, subject, meter, ask: CellQuestion, setup: CellSetup) -> Cell
     except Exception as error:  # noqa: BLE001 (a failing detector is reported by the scorer)
         answer = _failure(error)
     answer.seconds = time.perf_counter() - started
-    answer.forward_passes = meter.forward_passes - passes_before
+    answer.forward_passes += meter.forward_passes - passes_before  # a fit's population passes are in already
     return answer
 
 

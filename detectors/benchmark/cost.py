@@ -63,3 +63,24 @@ def metered(subject, budget: int | None = None):
         meter.seconds = time.perf_counter() - started
         meter.cache_hits = subject.cache.hits - hits
         meter.cache_misses = subject.cache.misses - misses
+
+
+@contextmanager
+def population_meter():
+    """(meter, watch): `watch(subject)` counts the passes of a model a learning detector loads from its
+    population, into `meter`, until the block ends. The fit runs once a run, so it has no budget; its
+    passes are reported with it."""
+    meter, handles = Meter(), []
+
+    def count(module, args, kwargs):
+        meter.forward_passes += _batch_size(args, kwargs)
+
+    def watch(subject) -> None:
+        handles.extend(m.register_forward_pre_hook(count, with_kwargs=True)
+                       for m in (subject.model, getattr(subject, "reference", None)) if m is not None)
+
+    try:
+        yield meter, watch
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -114,7 +114,8 @@ def learned_text(results: dict) -> str:
         return ""
     described = "; ".join(
         f"{name}: {r['models']} models ({', '.join(f'{v} {k}' for k, v in sorted(r['kinds'].items()))}), "
-        f"{r['seconds']} s" + (f", **failed**: {r['error']}" if r["error"] else "")
+        f"{r['seconds']} s" + (f", {r['forward_passes']:,} forward passes" if r.get("forward_passes") else "")
+        + (f", **failed**: {r['error']}" if r["error"] else "")
         for name, r in sorted(learned.items()))
     return ("Detectors marked (learned) were fitted once, in a sealed cell of their own, on the public training "
             f"zoo and nothing else, so every zoo below is held out from their fit: {described}.")

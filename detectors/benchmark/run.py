@@ -248,7 +248,8 @@ def fit_learners(populations: dict[str, tuple[list, str]], params, config) -> tu
             rows = populations[detector][0]
             record[detector] = {"zoo": TRAIN_ZOO, "models": len(rows),
                                 "kinds": dict(Counter(row[1] for row in rows)),
-                                "seconds": round(answer.seconds, 1), "error": answer.error}
+                                "seconds": round(answer.seconds, 1), "forward_passes": answer.forward_passes,
+                                "error": answer.error}
             if answer.error:
                 if config.strict:
                     raise RuntimeError(f"{detector} failed to learn: {answer.error}\n{answer.extra.get('traceback', '')}")
