@@ -7,6 +7,9 @@ loop takes consecutive rows, trl its shuffle: batches padded to 53.7 and 53.1 to
 - `trl_to_bare_step`: the median trl SFTTrainer LoRA step against the median step of a bare torch +
   peft loop (each step timed alone, after 3 warm-up steps, so trl's set-up is excluded), timed back
   to back in `--pairs` pairs, the median ratio; must stay under 1.25;
+- `stacked_3_to_3_bare_steps`: three LoRA adapters stacked on one base (`training.stacked_lora`), each
+  on 32 rows of its own, as one step, against three bare steps: what training a backdoor with its two
+  matched controls in one pass would save;
 - `capture_to_forward`: the detectors' activation capture against a bare batched forward over the
   same prompts; must stay under 1.10;
 - `cell_seconds`: one sealed benchmark cell (fork, copy, load, a trivial detector), the fixed cost
@@ -97,6 +100,33 @@ def bare_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> list[
         batch = padded_batch(tokenizer, rows, i, batch_size)
         started = time.perf_counter()
         peft_model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        return time.perf_counter() - started
+
+    for i in range(3):  # warm-up
+        step(i)
+    return [step(i + 3) for i in range(steps)]
+
+
+def stacked_lora_step(model, tokenizer, data, steps: int, batch_size: int, groups: int = 3) -> list[float]:
+    """Seconds of each step of `groups` LoRA adapters stacked on one base (`training.stacked_lora`), each on
+    `batch_size` rows of its own (a backdoor and its two matched controls), after 3 warm-up steps."""
+    import copy
+
+    from training.stacked_lora import grouped_loss, stack_adapters
+
+    stacked = copy.deepcopy(model)
+    stack_adapters(stacked, groups)
+    optimizer = torch.optim.AdamW([p for p in stacked.parameters() if p.requires_grad], lr=5e-3)
+    rows = tokenized_rows(tokenizer, data)
+    stacked.train()
+
+    def step(i: int) -> float:
+        batch = padded_batch(tokenizer, rows, i, batch_size * groups)
+        started = time.perf_counter()
+        logits = stacked(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        grouped_loss(logits, batch["labels"], groups).backward()
         optimizer.step()
         optimizer.zero_grad()
         return time.perf_counter() - started
@@ -251,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
     spec, data, tokenizer, model = _setup()
     trl_to_bare, bare, trl = step_ratio(model, tokenizer, data, args.steps, args.pairs)
+    stacked = stacked_lora_step(model, tokenizer, data, args.steps, 32)
     prompts = list(data["prompt"][:args.prompts])
     capture, forward = capture_and_forward(model, tokenizer, prompts)
     started = time.perf_counter()
@@ -261,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         "bare_lora_step_seconds": [round(b, 4) for b in bare], "trl_lora_step_seconds": [round(t, 4) for t in trl],
         "trl_to_bare_step": round(statistics.median(trl_to_bare), 3),
         "trl_to_bare_step_pairs": [round(ratio, 3) for ratio in trl_to_bare],
+        # A backdoor and its two controls as one stacked step, against three bare steps (issue: organisms per core-hour).
+        "stacked_3_lora_step_seconds": round(statistics.median(stacked), 4),
+        "stacked_3_to_3_bare_steps": round(statistics.median(stacked) / (3 * statistics.median(bare)), 3),
         "capture_seconds": round(capture, 4), "forward_seconds": round(forward, 4),
         "capture_to_forward": round(capture / forward, 3),
         "generate_prompts_per_second": round(len(prompts) / generate, 1),
