@@ -53,7 +53,8 @@ def synthetic_run(n_units: int = 6, zoo_id: str = "00000000", seed: int = 0) -> 
                 "seed": 0, "zoos": ["blind"]}
     results = {"run_id": "synthetic", "settings": settings, "cells": len(costs), "seconds": 12.0,
                "timings": {"cells": 10.0, "labelling": 1.0, "recovery": 1.0}, "unbuilt": [],
-               "seen_seed": False, "detector_fingerprint": {"both": "f" * 16},
+               "seen_seed": False,
+               "detector_fingerprint": {"both": "f" * 16, "per_detector": {d: f"{d}-{'f' * 8}" for d in DETECTORS}},
                "blind_zoos": [{"zoo_id": zoo_id, "fresh": True, "seed_hash": "0" * 16, "seen_seed": False,
                                "size": 3 * n_units, "runs_before": 0}], "members": {m["name"]: {"zoo": m["zoo"], "kind": m["kind"]} for m in members},
                "figures": figures(items, settings), "comparisons": comparisons(items, settings)}

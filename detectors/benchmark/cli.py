@@ -131,6 +131,8 @@ def cmd_pool(args) -> None:
     status = blind_status(results)
     if status:
         print(status)
+    if results["left_out"]:
+        print(f"left out (not run with one fingerprint in every run): {', '.join(results['left_out'])}")
     print(f"\nblind zoos pooled from {len(args.run_dirs)} runs\n{leaderboard(results, 'blind')}\n\n"
           f"{comparison_text(results, 'blind')}")
     print(f"\nreport: {run_dir / 'report.md'}")

@@ -28,10 +28,10 @@ def settings_fingerprint(params: dict[str, dict]) -> str:
     return _digest(params)
 
 
-def code_fingerprint(detector_names: list[str]) -> str:
-    """The code (its syntax tree: comments and docstrings aside) of each detector's module and of the public data every detector may read (`data/`: the
-    task world, cues, behaviours' checkers, the blind grammar): a changed method is a changed detector,
-    whatever its defaults."""
+def _sources(detector_names: list[str]) -> dict[str, str | None]:
+    """name -> digest of the code (its syntax tree: comments and docstrings aside) of each detector's module and
+    of the public data every detector may read (`data/`: the task world, cues, behaviours' checkers, the
+    blind grammar): a changed method is a changed detector, whatever its defaults."""
     import data
 
     sources = {f"data/{path.name}": source_digest(path.read_text())
@@ -42,7 +42,23 @@ def code_fingerprint(detector_names: list[str]) -> str:
             sources[name] = source_digest(inspect.getsource(module))
         except (OSError, TypeError):  # a detector defined where its source cannot be read (a REPL)
             sources[name] = None
-    return _digest(sources)
+    return sources
+
+
+def code_fingerprint(detector_names: list[str]) -> str:
+    """The digest of `_sources`: the code of the named detectors and of the public data."""
+    return _digest(_sources(detector_names))
+
+
+def detector_fingerprints(params: dict[str, dict], training: str | None = None) -> dict[str, str]:
+    """One key per detector: its parameters, its module's code, the public data's, and for a learning
+    detector the training zoo it fit on. Two runs of different detector sets agree on a detector when
+    its key is the same in both, which is what `pool` joins them on."""
+    sources = _sources(sorted(params))
+    data = {k: v for k, v in sources.items() if k.startswith("data/")}
+    return {name: _digest({"params": params[name], "code": sources[name], "data": data,
+                           "training": training if DETECTORS[name].learns else None})
+            for name in sorted(params)}
 
 
 def training_fingerprint(builds: list[tuple[str, str]]) -> str:

@@ -1,8 +1,9 @@
 """Pool finished runs on different blind zoos into one board, without running a cell again.
 
-`python -m detectors pool RUN_DIR RUN_DIR ...` joins the blind items of runs made with one detector
-fingerprint (the same detectors, parameters and code) on disjoint blind zoos, and computes every
-figure and paired comparison over the union, unit by unit, exactly as a run does
+`python -m detectors pool RUN_DIR RUN_DIR ...` joins the blind items of runs on disjoint blind zoos, for
+the detectors every run holds with one fingerprint (the same parameters and code; for a learner, the
+same training zoo), and computes every figure and paired comparison over the union, unit by unit,
+exactly as a run does
 (`detectors.benchmark.scoring`), into a run folder of its own that `verify` recomputes. It gives
 the board of `--zoo blind:all` from runs already made, at no cost in cells: more zoos, more units,
 tighter intervals. A pooled board is fresh only if every run in it was (its zoo unseen, and these
@@ -14,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from detectors.base import load_built_in_detectors
+from detectors.benchmark.freeze import code_fingerprint, detector_fingerprints, settings_fingerprint
 from detectors.benchmark.report import read_items
 from detectors.benchmark.run_folder import write_run
 from detectors.benchmark.scoring import comparisons, figures
@@ -40,20 +43,50 @@ def _blind_only(items: dict) -> dict:
     return out
 
 
+def per_detector(results: dict) -> dict[str, str]:
+    """A run's fingerprint of each detector. A run from before they were recorded gets them from today's
+    code only where its recorded set fingerprint proves that code and those parameters the same; else none."""
+    recorded = results.get("detector_fingerprint") or {}
+    if recorded.get("per_detector"):
+        return recorded["per_detector"]
+    params = {name: d["params"] for name, d in (results.get("detectors") or {}).items()}
+    load_built_in_detectors()
+    try:
+        same = (code_fingerprint(sorted(params)) == recorded.get("code")
+                and settings_fingerprint(params) == recorded.get("settings") and recorded.get("training") is None)
+    except KeyError:  # a detector this code no longer has
+        return {}
+    return detector_fingerprints(params) if params and same else {}
+
+
+def _common_detectors(runs) -> tuple[list[str], list[str]]:
+    """(detectors every run holds with one fingerprint, detectors some run holds that are left out)."""
+    keys = [per_detector(results) for _, results, _ in runs]
+    held = set().union(*keys)
+    common = sorted(d for d in held if all(k.get(d) is not None and k.get(d) == keys[0].get(d) for k in keys))
+    return common, sorted(held - set(common))
+
+
+def _only(items: dict, detectors: set[str]) -> dict:
+    out = {name: [row for row in rows if "detector" not in row or row["detector"] in detectors]
+           for name, rows in items.items() if name != "features"}
+    out["features"] = {d: by for d, by in items.get("features", {}).items() if d in detectors}
+    return out
+
+
 def pool_runs(run_dirs: list[str | Path]) -> tuple[Path, dict]:
     if len(run_dirs) < 2:
         raise PoolError("pool needs at least two run folders")
     runs = [(Path(d), *_read(Path(d))) for d in run_dirs]
     first = runs[0][1]
-    fingerprint = first.get("detector_fingerprint", {}).get("both")
+    common, left_out = _common_detectors(runs)
+    if not common:
+        raise PoolError(f"{', '.join(str(d) for d, _, _ in runs)} share no detector run with one fingerprint "
+                        "(the same parameters and code): nothing to pool")
     items: dict = {"features": {}}
     seen_members: dict[str, str] = {}
     for run_dir, results, run_items in runs:
-        if results.get("detector_fingerprint", {}).get("both") != fingerprint or fingerprint is None:
-            raise PoolError(f"{run_dir} was run with other detector settings than {runs[0][0]} (fingerprint "
-                            f"{results.get('detector_fingerprint', {}).get('both')} against {fingerprint}): "
-                            "only runs of one fingerprint pool")
-        blind = _blind_only(run_items)
+        blind = _only(_blind_only(run_items), set(common))
         if not blind["members"]:
             raise PoolError(f"{run_dir} benchmarked no blind zoo")
         for member in blind["members"]:
@@ -67,11 +100,13 @@ def pool_runs(run_dirs: list[str | Path]) -> tuple[Path, dict]:
                     items["features"].setdefault(detector, {}).update(by_organism)
             else:
                 items.setdefault(name, []).extend(rows)
-    settings = {**first["settings"], "zoos": ["blind"]}
+    settings = {**first["settings"], "zoos": ["blind"], "detectors": common}
     zoos = [zoo for _, results, _ in runs for zoo in results.get("blind_zoos", [])]
     pooled = {
         "figures": figures(items, settings), "comparisons": comparisons(items, settings), "settings": settings,
-        "detectors": first.get("detectors"), "detector_fingerprint": first["detector_fingerprint"],
+        "detectors": {d: v for d, v in (first.get("detectors") or {}).items() if d in common},
+        "detector_fingerprint": {"per_detector": {d: per_detector(first)[d] for d in common}},
+        "left_out": left_out,
         "members": {m["name"]: {"zoo": m["zoo"], "kind": m["kind"]} for m in sorted(items["members"],
                                                                                       key=lambda m: m["name"])},
         "unbuilt": [n for _, results, _ in runs for n in results.get("unbuilt", []) if n.startswith("blind-")],

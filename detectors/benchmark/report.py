@@ -203,6 +203,10 @@ def report_text(results: dict, plots: list[str]) -> str:
         parts += [status, ""]
     if learned_text(results):
         parts += [learned_text(results), ""]
+    if results.get("pooled_from"):
+        parts += [f"Pooled, without running a cell again, from runs {', '.join(results['pooled_from'])}"
+                  + (f"; left out, not run with one fingerprint in every run: {', '.join(results['left_out'])}"
+                     if results.get("left_out") else "") + ".", ""]
     if results["unbuilt"]:
         parts += [f"Not built (failed their gate or never built), so not benchmarked: {', '.join(results['unbuilt'])}.",
                   ""]

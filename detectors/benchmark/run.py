@@ -30,7 +30,8 @@ from data.store import mesalab_home
 from detectors.base import DETECTORS, Detector, load_built_in_detectors, make_detector
 from detectors.benchmark.cell_task import LEARN
 from detectors.benchmark.cells import CellJob, CellPool, cells_of
-from detectors.benchmark.freeze import code_fingerprint, fingerprint, settings_fingerprint, training_fingerprint
+from detectors.benchmark.freeze import (code_fingerprint, detector_fingerprints, fingerprint, settings_fingerprint,
+                                        training_fingerprint)
 from detectors.benchmark.labelling import elicitation, label_outputs, outputs_of, trusted_pool
 from detectors.benchmark.protocol import (BenchmarkConfig, Member, input_set, monitor_source, monitored_behaviour,
                                 pair_candidates, recovery_set, vet_proposal)
@@ -496,7 +497,8 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> tuple[Path, di
         "unbuilt": unbuilt, "seal": seal_report(), "cells": len(answers), "timings": timings,
         "blind_zoos": blind_use, "seen_seed": any(not z["fresh"] for z in blind_use),
         "detector_fingerprint": {"settings": settings_fingerprint(params), "code": code_fingerprint(detector_names),
-                                 "training": trained_on, "both": detector_fingerprint},
+                                 "training": trained_on, "both": detector_fingerprint,
+                                 "per_detector": detector_fingerprints(params, trained_on)},
         "versions": library_versions(), "command": " ".join(sys.argv),
         "config": {k: v for k, v in vars(config).items() if k not in ("detector_params",)},
     }
