@@ -1,5 +1,6 @@
-"""Several LoRA adapters on one frozen base, trained in one pass: the measured first block of a grouped
-zoo trainer (the throughput issue's "train organisms together").
+"""Several LoRA adapters on one frozen base, trained in one pass: a candidate for training a backdoor and
+its matched controls together, kept as `make bench`'s contender and not used by builds, because on the
+2-core CPU it is slower (a stacked step of three adapters took 1.14x three bare steps; docs/performance.md).
 
 A backdoor and its matched controls train with the same prompts, seed and steps, each on rows of its
 own. Trained apart, each build runs the frozen base's small products alone, and on two CPU cores a
