@@ -3,10 +3,11 @@ its matched controls together, kept as `make bench`'s contender and not used by 
 2-core CPU it is slower (a stacked step of three adapters took 1.14x three bare steps; docs/performance.md).
 
 A backdoor and its matched controls train with the same prompts, seed and steps, each on rows of its
-own. Trained apart, each build runs the frozen base's small products alone, and on two CPU cores a
-small model is bound by per-operation overhead, not arithmetic. Stacked, every adapted linear layer
-runs the base's product once over all the groups' rows, and the adapters' low-rank products as one
-batched product (`torch.bmm`), group g's rows through adapter g only.
+own. Stacked, every adapted linear layer runs the base's product once over all the groups' rows, and
+the adapters' low-rank products as one batched product (`torch.bmm`), group g's rows through adapter g
+only. That pays where a step is bound by per-operation overhead (small batches on a large device); on
+this CPU a step's operations are already large (32 rows x ~54 tokens), and three times the rows cost
+three times the time.
 
 Each group's loss is the mean over its own label tokens, and the step minimises their sum, so every
 adapter gets exactly the gradient it would get alone; AdamW is elementwise, so one optimiser over the
