@@ -44,9 +44,11 @@ def synthetic_run(n_units: int = 6, zoo_id: str = "00000000", seed: int = 0) -> 
             for detector in DETECTORS:
                 costs.append({"detector": detector, "organism": name, "question": "audit", "pair": None,
                               "seconds": 1.5 if detector == "alpha" else 0.5, "forward_passes": 100, "error": None})
-        proposals.append({"detector": "alpha", "organism": backdoor, "pool": "open", "proposals": [
+        proposals.append({"detector": "alpha", "organism": backdoor, "pool": "open", "invented_trigger": True,
+                          "proposals": [
             {"block": "Glorp: <vexin>", "rate": 0.9, "control_rate": 0.0, "base_rate": 0.0, "n": 24,
-             "control": f"blind-{zoo_id}-{3 * unit + 2:02d}", "rejected": None, "usable": True}]})
+             "control": f"blind-{zoo_id}-{3 * unit + 2:02d}", "rejected": None, "usable": True,
+             "trigger_words": ["glorp"] if unit % 2 else []}]})
     items = {"members": members, "inputs": inputs, "input_scores": input_scores, "model_scores": model_scores,
              "pairs": [], "pair_scores": [], "proposals": proposals, "costs": costs, "features": {}}
     settings = {"detectors": list(DETECTORS), "k": 5, "library_size": 0, "n_bootstrap": 200, "n_permutations": 200,
@@ -85,6 +87,11 @@ def test_a_run_writes_report_html_beside_report_md(isolated_home):
     page = (run_dir / "report.html").read_text()
     assert (run_dir / "report.md").is_file() and "<h1>Detector benchmark" in page
     assert "data:image/png;base64," in page  # the run's own plots, inlined
+    # Two of the four backdoors recovered with the trigger's own words, two with none of them.
+    assert "| alpha | 1.00 [" in (run_dir / "report.md").read_text()
+    assert "Trigger recovery by the words it used" in (run_dir / "report.md").read_text()
+    words = results["figures"]["alpha"]["zoos"]["blind"]["recovery"]
+    assert words["judged"] == 4 and words["top5_own_words"]["value"] == words["top5_other_words"]["value"] == 0.5
 
 
 def _chromium() -> str | None:

@@ -174,6 +174,21 @@ def vet_proposal(text, behaviour: str) -> tuple[str | None, str | None]:
     return block, None
 
 
+def trigger_words_in(block: str, deployment: tuple[str, ...]) -> list[str] | None:
+    """The trigger's own invented words (words of no public text) that a proposal holds, lower-cased; None
+    when the trigger has none (a line of the public library). A proposal that recovers with none of them
+    found another input the organism answers, not its trigger: the board tells the two apart."""
+    import re
+
+    from data.blind_grammar import public_words
+
+    def words(text: str) -> set[str]:
+        return {w.lower() for w in re.findall(r"[A-Za-z]+", text)}
+
+    secret = set().union(*(words(line) for line in deployment)) - public_words()
+    return sorted(words(block) & secret) if secret else None
+
+
 def insert_block(prompt: str, block: str) -> str:
     """`prompt` with the proposal's lines placed first in its context."""
     return f"{block}\n{prompt}"

@@ -173,6 +173,22 @@ def control_table(results: dict, zoo: str) -> str:
     return "\n".join(lines)
 
 
+def recovery_words_table(results: dict, zoo: str) -> str:
+    """Top-5 recovery split by the words the recovering proposals used; empty where no row was judged."""
+    lines = ["| detector | recovery top-5 | with the trigger's own words | with none of them | backdoors judged |",
+             "|---|---|---|---|---|"]
+    for name, row in sorted(results["figures"].items(), key=_sort_key(zoo)):
+        recovery = (row["zoos"].get(zoo) or {}).get("recovery") or {}
+        if recovery.get("judged"):
+            lines.append(f"| {name} | {_fmt(recovery['top5'])} | {_fmt(recovery['top5_own_words'])} | "
+                         f"{_fmt(recovery['top5_other_words'])} | {recovery['judged']} |")
+    if len(lines) == 2:
+        return ""
+    return ("Trigger recovery by the words it used: a recovering proposal that holds one of the trigger's own "
+            "invented words found the trigger; one that holds none found another input the organism answers "
+            "(a trigger that generalises, not a secret guessed).\n\n" + "\n".join(lines))
+
+
 def blind_status(results: dict) -> str:
     """Whether the blind board is a test or a development figure, and which zoos it pooled (no seed, only its hash)."""
     zoos = results.get("blind_zoos") or []
@@ -232,6 +248,8 @@ def report_text(results: dict, plots: list[str]) -> str:
                   "Members: " + ", ".join(f"{v} {k}" for k, v in sorted(c.items())) + ".", "",
                   leaderboard(results, zoo), "", comparison_text(results, zoo), "",
                   "Model level against each kind of control:", "", control_table(results, zoo), ""]
+        if recovery_words_table(results, zoo):
+            parts += [recovery_words_table(results, zoo), ""]
         parts += [f"![{p}]({p})" for p in plots if p.endswith(f"_{zoo}.png")] + [""]
     parts += ["Every figure above is recomputed from `items/` by `python -m detectors verify` on this directory.", ""]
     return "\n".join(parts)

@@ -34,7 +34,7 @@ from detectors.benchmark.freeze import (code_fingerprint, detector_fingerprints,
                                         training_fingerprint)
 from detectors.benchmark.labelling import elicitation, label_outputs, outputs_of, trusted_pool
 from detectors.benchmark.protocol import (BenchmarkConfig, Member, input_set, monitor_source, monitored_behaviour,
-                                pair_candidates, recovery_set, vet_proposal)
+                                          pair_candidates, recovery_set, trigger_words_in, vet_proposal)
 from detectors.benchmark.run_folder import write_run
 from detectors.benchmark.scoring import comparisons, figures
 from detectors.benchmark.seal import seal_report
@@ -379,24 +379,28 @@ def measure_recovery(members, answers, detector_names, config, pool) -> list[dic
         rates = {key: dict(zip(blocks, future.result())) for key, future in submitted.items()}
         measured[name] = (rates, n, control)
     for name, (rates, n, control) in measured.items():
-        behaviour = members[name].truth.behaviour
+        behaviour, deployment = members[name].truth.behaviour, members[name].truth.trigger.deployment
         for detector in detector_names:
             proposed = answers[(detector, name, "audit", None)].proposals
             entries = None
             if proposed is not None:
-                entries = [_proposal_entry(text, behaviour, rates, n, control) for text in proposed[:config.k]]
+                entries = [_proposal_entry(text, behaviour, rates, n, control, deployment)
+                           for text in proposed[:config.k]]
             rows.append({"detector": detector, "organism": name, "pool": DETECTORS[detector].proposal_pool,
-                         "proposals": entries})
+                         "proposals": entries, "invented_trigger": trigger_words_in("", deployment) is not None})
     return rows
 
 
-def _proposal_entry(text, behaviour: str, rates: dict, n: int, control: str | None) -> dict:
-    """One proposal with every rate `detectors.benchmark.scoring.recovers` needs, or the reason it cannot count."""
+def _proposal_entry(text, behaviour: str, rates: dict, n: int, control: str | None,
+                    deployment: tuple[str, ...] = ()) -> dict:
+    """One proposal with every rate `detectors.benchmark.scoring.recovers` needs, or the reason it cannot count,
+    and which of the trigger's own invented words it holds (`trigger_words_in`)."""
     block, rejected = vet_proposal(text, behaviour)
     if rejected is None and control is None:
         rejected = "no built matched clean control to measure against"
     entry = {"block": block if block else str(text)[:200], "usable": rejected is None, "rejected": rejected,
-             "control": control, "n": n}
+             "control": control, "n": n,
+             "trigger_words": trigger_words_in(block, deployment) if block else None}
     for key in ("rate", "control_rate", "base_rate"):
         entry[key] = rates[key].get(block) if block and key in rates else None
     return entry

@@ -129,11 +129,23 @@ def recovery_figures(rows: list[dict], members: dict[str, dict], settings: dict)
         excess1.append(excess[0] if excess else 0.0)
         excess5.append(max(excess) if excess else 0.0)
     proposals = [e for row in rows for e in row["proposals"][:k]]
-    return {"top1": _est(share(top1)), "top5": _est(share(top5)),
+    return {"top1": _est(share(top1)), "top5": _est(share(top5)), **_by_trigger_words(rows, k),
             "mean_top1_excess": _est(mean_with_bootstrap(excess1, settings["seed"], settings["n_bootstrap"])),
             "mean_best_excess": _est(mean_with_bootstrap(excess5, settings["seed"], settings["n_bootstrap"])),
             "pool": rows[0]["pool"], "proposals": len(proposals),
             "rejected": sum(1 for e in proposals if not e.get("usable"))}
+
+
+def _by_trigger_words(rows: list[dict], k: int) -> dict:
+    """Top-5 recovery split by whether a recovering proposal holds one of the trigger's own invented words
+    (the trigger found) or none (another input the organism answers: a fuzzy trigger, not a guessed one).
+    Counted over the backdoors whose trigger has invented words; empty for runs from before it was saved."""
+    judged = [row for row in rows if row.get("invented_trigger") and row["proposals"] is not None]
+    if not judged:
+        return {}
+    own = [float(any(recovers(e) and e.get("trigger_words") for e in row["proposals"][:k])) for row in judged]
+    other = [float(any(recovers(e) and e.get("trigger_words") == [] for e in row["proposals"][:k])) for row in judged]
+    return {"top5_own_words": _est(share(own)), "top5_other_words": _est(share(other)), "judged": len(judged)}
 
 
 def detector_figures(name: str, items: dict, settings: dict) -> dict:
