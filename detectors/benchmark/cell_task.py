@@ -86,7 +86,6 @@ def answer_question(detector, subject, ask: CellQuestion, population: tuple = ()
     answer = CellAnswer()
     if ask.question == LEARN:
         from detectors.base import PublicModel
-
         from detectors.benchmark.cost import population_meter
 
         with population_meter() as (meter, watch):
