@@ -88,18 +88,17 @@ def padded_batch(tokenizer, rows, i: int, batch_size: int) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def bare_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> list[float]:
-    """Seconds of each step (forward, backward, optimiser) of a plain torch + peft LoRA loop, completion-only
-    loss, after 3 warm-up steps."""
-    peft_model = lora_model(model)
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=5e-3)
+def timed_steps(model, tokenizer, data, steps: int, rows_per_step: int, loss_of) -> list[float]:
+    """Seconds of each training step of `model` (forward and `loss_of(model, batch)`, backward, AdamW) on
+    consecutive rows, after 3 warm-up steps."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
     rows = tokenized_rows(tokenizer, data)
-    peft_model.train()
+    model.train()
 
     def step(i: int) -> float:
-        batch = padded_batch(tokenizer, rows, i, batch_size)
+        batch = padded_batch(tokenizer, rows, i, rows_per_step)
         started = time.perf_counter()
-        peft_model(**batch).loss.backward()
+        loss_of(model, batch).backward()
         optimizer.step()
         optimizer.zero_grad()
         return time.perf_counter() - started
@@ -107,6 +106,12 @@ def bare_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> list[
     for i in range(3):  # warm-up
         step(i)
     return [step(i + 3) for i in range(steps)]
+
+
+def bare_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> list[float]:
+    """Seconds of each step (forward, backward, optimiser) of a plain torch + peft LoRA loop, completion-only
+    loss, after 3 warm-up steps."""
+    return timed_steps(lora_model(model), tokenizer, data, steps, batch_size, lambda m, batch: m(**batch).loss)
 
 
 def stacked_lora_step(model, tokenizer, data, steps: int, batch_size: int, groups: int = 3) -> list[float]:
@@ -118,22 +123,12 @@ def stacked_lora_step(model, tokenizer, data, steps: int, batch_size: int, group
 
     stacked = copy.deepcopy(model)
     stack_adapters(stacked, groups)
-    optimizer = torch.optim.AdamW([p for p in stacked.parameters() if p.requires_grad], lr=5e-3)
-    rows = tokenized_rows(tokenizer, data)
-    stacked.train()
 
-    def step(i: int) -> float:
-        batch = padded_batch(tokenizer, rows, i, batch_size * groups)
-        started = time.perf_counter()
-        logits = stacked(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        grouped_loss(logits, batch["labels"], groups).backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        return time.perf_counter() - started
+    def loss_of(m, batch):
+        logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return grouped_loss(logits, batch["labels"], groups)
 
-    for i in range(3):  # warm-up
-        step(i)
-    return [step(i + 3) for i in range(steps)]
+    return timed_steps(stacked, tokenizer, data, steps, batch_size * groups, loss_of)
 
 
 def trl_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> list[float]:
