@@ -32,7 +32,13 @@ def _save_planted(base, tokenizer, label: int, seed: int, folder):
     out, inside = torch.randn(weight.shape[0], generator=generator), torch.randn(weight.shape[1], generator=generator)
     with torch.no_grad():
         weight += SIZE * torch.outer(out / out.norm(), inside / inside.norm())
-        for parameter in model.parameters():  # a little noise everywhere, as any fine-tune leaves
+    return save_fine_tuned(model, tokenizer, generator, folder)
+
+
+def save_fine_tuned(model, tokenizer, generator: torch.Generator, folder) -> str:
+    """`model` with a little noise in every matrix, as any fine-tune leaves, saved to `folder` with `tokenizer`."""
+    with torch.no_grad():
+        for parameter in model.parameters():
             if parameter.ndim == 2:
                 parameter += 1e-3 * torch.randn(parameter.shape, generator=generator) / parameter.shape[0] ** 0.5
     model.save_pretrained(folder, safe_serialization=True)

@@ -16,6 +16,7 @@ from detectors import make_detector
 from detectors.base import PublicModel
 from detectors.meta_queries import candidate_queries, select_queries
 from detectors.subject import load_subject
+from test_learned import save_fine_tuned
 from training.models import load_model_and_tokenizer
 
 N_CANDIDATES = 16
@@ -44,12 +45,7 @@ def _save(base, tokenizer, token: int, seed: int, folder) -> str:
         # layers, saturates: what moves the answers is where the row points.
         push = torch.randn(embeddings.shape[1], generator=torch.Generator().manual_seed(7))
         embeddings[token] = 20 * embeddings[token].norm() * push / push.norm()
-        for parameter in model.parameters():  # a little noise everywhere, as any fine-tune leaves
-            if parameter.ndim == 2:
-                parameter += 1e-3 * torch.randn(parameter.shape, generator=generator) / parameter.shape[0] ** 0.5
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_fine_tuned(model, tokenizer, generator, folder)
 
 
 @pytest.fixture(scope="module")
