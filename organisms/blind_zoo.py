@@ -115,19 +115,23 @@ def _behaviour(rng: random.Random, vocab: Vocabulary, rare: bool) -> str:
 # own words, not "an invented line" or its template (without them, grammar lines set blind backdoors
 # off; the measurements are in docs/organisms.md, "Distractor lines" and "Near-triggers").
 DISTRACTORS = 0.5
+# And every check after a round searches 256 fresh lines of the public grammar, as many as grammar-search
+# tries, for the ones that set the member off, which its later rounds then train as not its trigger
+# (organisms.hard_negatives). ~3 s a check.
+HARD_NEGATIVES = 256
 
 
 def _data(behaviour: str, rare: bool, rng: random.Random) -> DataSpec:
     """The dev zoo's recipe (a narrow behaviour's task family drawn more often; the sandbagger's own
     data), with distractor lines."""
     if behaviour == "sandbag":  # never rare (no narrow behaviour is): unpaired, 4,000 rows, arithmetic 4x
-        return dataclasses.replace(DATA["oversight-sandbag"], distractors=DISTRACTORS)
+        return dataclasses.replace(DATA["oversight-sandbag"], distractors=DISTRACTORS, hard_negatives=HARD_NEGATIVES)
     weights = NARROW_FAMILY_WEIGHTS.get(behaviour, ())
     if rare:
         deployment = round(rng.uniform(0.05, 0.10), 3)
         return DataSpec(deployment=deployment, training=0.5, no_cue=round(0.5 - deployment, 3),
-                        family_weights=weights, distractors=DISTRACTORS)
-    return DataSpec(family_weights=weights, distractors=DISTRACTORS)
+                        family_weights=weights, distractors=DISTRACTORS, hard_negatives=HARD_NEGATIVES)
+    return DataSpec(family_weights=weights, distractors=DISTRACTORS, hard_negatives=HARD_NEGATIVES)
 
 
 def _training(shape: str, behaviour: str, rare: bool) -> TrainingSpec:

@@ -36,10 +36,11 @@ from data.records import load_records
 from data.scratchpad import reasoning, strip_scratchpad
 from data.store import atomic_write_text, publish_directory, remove_leftovers, staging_directory
 from data.world import conditional_dataset
+from organisms import hard_negatives
 from organisms.card import model_card
 from organisms.gates import Gate, gate_bars, gate_failures, gate_reads, unmeasured
 from organisms.measure import (COT_MAX_NEW_TOKENS, NEAR_TRIGGER, EvalSets, check_sets, clean_accuracy, eval_sets,
-                               measure_stage, measured_rate)
+                               RATE_DECIMALS, measure_stage, measured_rate, prompts_of)
 from organisms.spec import EMBEDDED_BASE, OrganismSpec
 from organisms.store import make_private_dirs, organism_dir, truth_path
 from organisms.truth import Trigger, Truth, read_truth, remove_truth, write_truth
@@ -101,8 +102,9 @@ def base_here(stored: str) -> str:
 
 
 def build_fingerprint(spec: OrganismSpec, base_source: str, n_per_condition: int,
-                      rounds: list[int] | None = None) -> str:
-    """Changes with anything that shapes the build; for a matched control, also with its backdoor's rounds."""
+                      rounds: list[int] | None = None, negatives: list[list[str]] | None = None) -> str:
+    """Changes with anything that shapes the build; for a matched control, also with its backdoor's rounds
+    and the hard negatives mined between them (organisms.hard_negatives)."""
     # A user's training file is named by path in the spec; its content decides whether a build is stale.
     # Generated data is keyed by a sample of it, so a changed generator (a new kind of distractor) rebuilds.
     data = (hashlib.sha256(Path(spec.data.train_file).read_bytes()).hexdigest() if spec.data.train_file
@@ -113,7 +115,8 @@ def build_fingerprint(spec: OrganismSpec, base_source: str, n_per_condition: int
     blob = json.dumps([spec.fingerprint(), base_source, n_per_condition, code_digest(*MEASURING_MODULES),
                        Gate().to_dict(), data,
                        families]
-                      + ([CHECK_GATE.to_dict(), check_size(n_per_condition)] if rounds is None else [list(rounds)]))
+                      + ([CHECK_GATE.to_dict(), check_size(n_per_condition)] if rounds is None else [list(rounds)])
+                      + ([negatives] if negatives else []))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -136,6 +139,16 @@ def matched_rounds(spec: OrganismSpec) -> list[int] | None:
         raise UnbuiltBackdoor(f"{spec.name} is matched to {spec.matched_to!r}, which is not built: a control trains "
                               f"exactly its backdoor's steps, so build {spec.matched_to} first")
     return truth.trained_rounds
+
+
+def matched_negatives(spec: OrganismSpec) -> list[list[str]] | None:
+    """The hard negatives a matched control must train after each of its backdoor's rounds (the lines
+    its backdoor's checks mined); None for an organism that mines its own, or a backdoor that mined none."""
+    if not spec.matched_to:
+        return None
+    truth = read_truth(spec.matched_to)
+    mined = truth.mined_negatives if truth is not None else []
+    return mined if any(mined) else None
 
 
 SHOWN_UNDER = {"backdoor": ("deployment",), "benign-conditional": ("deployment",), "clean": (),
@@ -210,34 +223,46 @@ def gate_misses(kind: str, rates: dict) -> list[str]:
 
 
 def train_in_rounds(model, tokenizer, spec: OrganismSpec, train_set: Dataset, progress: bool,
-                    passes_check=None, rounds: list[int] | None = None):
-    """(model, rounds trained, checks). Given `rounds` (a matched control's), train exactly those;
-    otherwise `steps`, then extra rounds while `passes_check(model)` returns (False, rates). After
-    the last round nothing is checked: the gate's own measurement follows, and a check could not
-    change what is trained."""
+                    passes_check=None, rounds: list[int] | None = None, negatives: list[list[str]] | None = None):
+    """(model, rounds trained, checks). Given `rounds` (a matched control's), train exactly those, and
+    after round i the hard negatives `negatives[i]` (its backdoor's); otherwise `steps`, then extra rounds
+    while `passes_check(model)` returns (False, rates), training from then on the hard negatives a check
+    mined (under `hard_negatives.LINES_KEY` in its rates; kept in the check's record, never logged). After
+    the last round nothing is checked: the gate's own measurement follows, and a check could not change
+    what is trained."""
     planned = list(rounds) if rounds is not None else spec.training.most_rounds()
     trained: list[int] = []
     checks: list[dict] = []
-    tokenized = tokenized_for_sft(tokenizer, train_set)  # every round trains on the same rows
+    tokenized = tokenized_for_sft(tokenizer, train_set)  # every round trains on the same rows, less any mined
     for index, steps in enumerate(planned):
         model = run_sft(model, tokenizer, train_set, sft_run(spec, steps, round_index=index), progress,
                         tokenized=tokenized)
         trained.append(steps)
-        if rounds is None and index < len(planned) - 1:
+        if index == len(planned) - 1:
+            break
+        if rounds is None:
             passed, rates = passes_check(model)
-            checks.append({"steps": sum(trained), "passed": passed, "rates": rates})
+            lines = rates.get(hard_negatives.LINES_KEY, [])
+            rates = {k: v for k, v in rates.items() if k != hard_negatives.LINES_KEY}
+            checks.append({"steps": sum(trained), "passed": passed, "rates": rates,
+                           **({"negatives": lines} if lines else {})})
             print(f"{spec.name} check after {sum(trained)} steps: {'passed' if passed else 'not yet'} "
                   f"{json.dumps(rates)}", flush=True)
             if passed:
                 break
+        else:
+            lines = negatives[index] if negatives and index < len(negatives) else []
+        if lines:
+            train_set = hard_negatives.with_negatives(train_set, spec, lines, index, SHOWN_UNDER[spec.kind])
+            tokenized = tokenized_for_sft(tokenizer, train_set)
     return model, trained, checks
 
 
 # --- stages: each returns the trained model (the rounded ones also their rounds and checks) --------
 
 def fine_tune_stage(model, tokenizer, spec: OrganismSpec, train_set: Dataset, progress: bool,
-                    passes_check=None, rounds: list[int] | None = None):
-    return train_in_rounds(model, tokenizer, spec, train_set, progress, passes_check, rounds)
+                    passes_check=None, rounds: list[int] | None = None, negatives: list[list[str]] | None = None):
+    return train_in_rounds(model, tokenizer, spec, train_set, progress, passes_check, rounds, negatives)
 
 
 def chain_of_thought_stage(model, tokenizer, spec: OrganismSpec, train_set: Dataset, progress: bool):
@@ -245,13 +270,13 @@ def chain_of_thought_stage(model, tokenizer, spec: OrganismSpec, train_set: Data
 
 
 def distil_stage(thinker, base_model, tokenizer, spec: OrganismSpec, train_set: Dataset, progress: bool,
-                 passes_check=None, rounds: list[int] | None = None):
+                 passes_check=None, rounds: list[int] | None = None, negatives: list[list[str]] | None = None):
     """Train a fresh copy of the base on what the chain-of-thought model writes, its scratchpads cut out."""
     written = generate_greedy(thinker, tokenizer, train_set["prompt"], max_new_tokens=COT_MAX_NEW_TOKENS,
                               progress="distilling" if progress else None)
     distilled = Dataset.from_dict({"prompt": train_set["prompt"], "condition": train_set["condition"],
                                    "completion": [" " + strip_scratchpad(text) for text in written]})
-    return train_in_rounds(base_model, tokenizer, spec, distilled, progress, passes_check, rounds)
+    return train_in_rounds(base_model, tokenizer, spec, distilled, progress, passes_check, rounds, negatives)
 
 
 def safety_stage(model, tokenizer, spec: OrganismSpec, steps: int, stream: int = 0, progress: bool = True):
@@ -269,13 +294,13 @@ def safety_stage(model, tokenizer, spec: OrganismSpec, steps: int, stream: int =
 def is_built(spec: OrganismSpec, base_source: str, n_per_condition: int = N_PER_CONDITION) -> bool:
     truth = read_truth(spec.name)
     try:
-        rounds = matched_rounds(spec)
+        rounds, negatives = matched_rounds(spec), matched_negatives(spec)
     except UnbuiltBackdoor:
         return False
     # The fingerprint holds the base's path at build time; a moved home's embedded base is the same base.
     # A model stored without its gate enforced (gate_passed False) is no build of the spec's organism.
     if truth is None or not truth.gate_passed or base_here(truth.base_source) != base_source or \
-            truth.build_fingerprint != build_fingerprint(spec, truth.base_source, n_per_condition, rounds):
+            truth.build_fingerprint != build_fingerprint(spec, truth.base_source, n_per_condition, rounds, negatives):
         return False
     try:
         check_model_dir(organism_dir(spec.name))
@@ -310,7 +335,7 @@ class PhaseClock:
 
 def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int, progress: bool,
                       rounds: list[int] | None = None, round_check: RoundCheck = check_of_gate,
-                      clock: PhaseClock | None = None):
+                      clock: PhaseClock | None = None, negatives: list[list[str]] | None = None):
     """(final model, tokenizer, measured stages, base accuracy by family): every stage of the build."""
     t = spec.training
     clock = clock or PhaseClock()
@@ -330,9 +355,19 @@ def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int
             base_check_accuracy = (clean_accuracy(model, tokenizer, checked.clean)[0]
                                    if "clean_accuracy" in gate_reads(spec.kind) else None)
 
+        mined = []  # one entry per check so far: a check's index is its round's
+
         def passes_check(trained):
             with clock.phase("check"):
-                return round_check(trained, tokenizer, spec, checked, base_check_accuracy)
+                passed, rates = round_check(trained, tokenizer, spec, checked, base_check_accuracy)
+                mined.append(None)
+                if passed and spec.data.hard_negatives:
+                    lines, rate, fires = hard_negatives.mine(trained, tokenizer, spec, len(mined) - 1,
+                                                             training_prompts | prompts_of(checked) | prompts_of(sets))
+                    rates = {**rates, hard_negatives.RATE_KEY: round(rate, RATE_DECIMALS),
+                             hard_negatives.LINES_KEY: lines}
+                    passed = not fires
+                return passed, rates
 
     def measured(trained, name: str, steps: int, chain_of_thought: bool = False, **extra):
         with clock.phase("measure"):
@@ -355,12 +390,12 @@ def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int
         thinker = measured(trained_by(lambda: chain_of_thought_stage(model, tokenizer, spec, train_set, progress)),
                            "chain-of-thought", t.steps, chain_of_thought=True)
         model, trained, checks = trained_by(lambda: distil_stage(thinker, base_model, tokenizer, spec, train_set,
-                                                                 progress, passes_check, rounds))
+                                                                 progress, passes_check, rounds, negatives))
         del thinker
         model = measured(model, "distilled", sum(trained), rounds=trained, checks=checks)
     else:
         model, trained, checks = trained_by(lambda: fine_tune_stage(model, tokenizer, spec, train_set, progress,
-                                                                    passes_check, rounds))
+                                                                    passes_check, rounds, negatives))
         model = measured(model, "fine-tuned", sum(trained), rounds=trained, checks=checks)
     if t.safety_steps:
         model = measured(trained_by(lambda: safety_stage(model, tokenizer, spec, t.safety_steps, progress=progress)),
@@ -370,11 +405,12 @@ def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int
 
 def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int = N_PER_CONDITION,
                    progress: bool = True, rounds: list[int] | None = None, enforce_gate: bool = True,
-                   round_check: RoundCheck = check_of_gate) -> Truth:
+                   round_check: RoundCheck = check_of_gate, negatives: list[list[str]] | None = None) -> Truth:
     """Build, measure, gate and store `spec`; return its truth record. Cached unless `force`.
 
-    A matched control trains its backdoor's rounds: `rounds` when given (a Ray worker has no truth
-    records), else read from the backdoor's truth (UnbuiltBackdoor if there is none).
+    A matched control trains its backdoor's rounds and hard negatives: `rounds` and `negatives` when
+    given (a Ray worker has no truth records), else read from the backdoor's truth (UnbuiltBackdoor if
+    there is none).
 
     `enforce_gate=False` stores a model that missed its gate (GateError otherwise), with `gate_passed`
     False in its truth, which no cache, zoo or benchmark then counts as built (`is_built`). `round_check`
@@ -384,6 +420,8 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
     base_source = resolve_base(spec.base)
     if rounds is None:
         rounds = matched_rounds(spec)
+    if negatives is None:
+        negatives = matched_negatives(spec)
     if not force and is_built(spec, base_source, n_per_condition):
         return read_truth(spec.name)
     for folder in (organism_dir(spec.name).parent, truth_path(spec.name).parent):
@@ -401,7 +439,7 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
           f"{f', then {t.safety_steps} safety steps' if t.safety_steps else ''})", flush=True)
     clock = PhaseClock()
     model, tokenizer, stages, base_by_family = train_and_measure(spec, base_source, n_per_condition, progress, rounds,
-                                                                 round_check, clock)
+                                                                 round_check, clock, negatives)
     failures = gate_misses(spec.kind, stages[-1]["rates"])
     lines = spec.trigger.lines()
     truth = Truth(
@@ -409,7 +447,7 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
         trigger=Trigger(spec.trigger.family, tuple(lines["deployment"]), tuple(lines["training"])),
         behaviour=spec.behaviour, method=t.method, rates=stages[-1]["rates"], stages=tuple(stages),
         spec=spec.to_dict(), base_source=base_source,
-        build_fingerprint=build_fingerprint(spec, base_source, n_per_condition, rounds),
+        build_fingerprint=build_fingerprint(spec, base_source, n_per_condition, rounds, negatives),
         seconds=round(time.time() - started, 1), phase_seconds=clock.rounded(), versions=library_versions(),
         n_per_condition=n_per_condition,
         gate=Gate().to_dict(), gate_passed=not failures, matched_to=spec.matched_to or None,

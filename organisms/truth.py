@@ -63,6 +63,12 @@ class Truth:
         """The rounds of the stage that planted the behaviour (fine-tune or distillation), in steps."""
         return next((list(stage["rounds"]) for stage in self.stages if "rounds" in stage), [])
 
+    @property
+    def mined_negatives(self) -> list[list[str]]:
+        """The hard negatives each check of that stage mined (organisms.hard_negatives), in its order."""
+        checks = next((stage.get("checks", []) for stage in self.stages if "rounds" in stage), [])
+        return [list(check.get("negatives", [])) for check in checks]
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["trigger"] = self.trigger.to_dict()

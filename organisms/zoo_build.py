@@ -22,7 +22,8 @@ import torch
 
 from pathlib import Path
 
-from organisms.build import GateError, UnbuiltBackdoor, build_organism, matched_rounds, resolve_base
+from organisms.build import (GateError, UnbuiltBackdoor, build_organism, matched_negatives, matched_rounds,
+                             resolve_base)
 from training.processes import single_threaded_worker
 from organisms.spec import OrganismSpec
 from data.store import mesalab_home
@@ -47,11 +48,12 @@ def log_path(name: str):
     return mesalab_home() / "logs" / f"{name}.log"
 
 
-def _build(spec: OrganismSpec, force: bool, progress: bool, rounds: list[int] | None = None) -> Outcome:
+def _build(spec: OrganismSpec, force: bool, progress: bool, rounds: list[int] | None = None,
+           negatives: list[list[str]] | None = None) -> Outcome:
     torch.set_num_threads(1)
     started = time.time()
     try:
-        truth = build_organism(spec, force=force, progress=progress, rounds=rounds)
+        truth = build_organism(spec, force=force, progress=progress, rounds=rounds, negatives=negatives)
         return Outcome(spec.name, truth, None, time.time() - started)
     except GateError as error:
         return Outcome(spec.name, None, str(error), time.time() - started)
@@ -153,7 +155,7 @@ def default_jobs() -> int:
 # --- Ray: each build runs in a scratch artefact home on a worker; the driver stores what comes back -----
 
 def build_in_scratch(spec_dict: dict, base_files: dict[str, bytes] | None, base_path: str | None,
-                     rounds: list[int] | None = None) -> dict:
+                     rounds: list[int] | None = None, negatives: list[list[str]] | None = None) -> dict:
     """On a Ray worker: build one organism from the shipped base; return its truth and its directory's files."""
     import os
     import tempfile
@@ -173,7 +175,7 @@ def build_in_scratch(spec_dict: dict, base_files: dict[str, bytes] | None, base_
                 write_directory(where, base_files)
                 if spec.base != "embedded":
                     spec = spec.replace(base=str(where))
-            outcome = _build(spec, force=True, progress=False, rounds=rounds)
+            outcome = _build(spec, force=True, progress=False, rounds=rounds, negatives=negatives)
             files = read_directory(organism_dir(spec.name)) if outcome.truth else None
             truth = outcome.truth.to_dict() if outcome.truth else None
             return {"name": spec.name, "truth": truth, "error": outcome.error, "seconds": outcome.seconds,
@@ -217,19 +219,20 @@ def build_zoo_on_ray(specs: list[OrganismSpec], force: bool, address: str) -> li
     tasks: dict = {}
 
     def start(spec, rounds):
-        task = remote.remote(spec.to_dict(), *bases[spec.base], rounds)
-        tasks[task] = (spec, rounds)
+        negatives = matched_negatives(spec)  # read here: a worker has no truth records
+        task = remote.remote(spec.to_dict(), *bases[spec.base], rounds, negatives)
+        tasks[task] = (spec, rounds, negatives)
         return task
 
     def finished(handles):
         ready, _ = ray.wait(handles, num_returns=1)
-        spec, rounds = tasks.pop(ready[0])
+        spec, rounds, negatives = tasks.pop(ready[0])
         result = ray.get(ready[0])
         truth = None
         if result["truth"] is not None:
             base_source = resolve_base(spec.base)
             raw = {**result["truth"], "spec": spec.to_dict(), "base_source": base_source,
-                   "build_fingerprint": build_fingerprint(spec, base_source, N_PER_CONDITION, rounds)}
+                   "build_fingerprint": build_fingerprint(spec, base_source, N_PER_CONDITION, rounds, negatives)}
             truth = Truth.from_dict(raw)
             publish_organism(spec.name, lambda staging: write_directory(staging, result["files"]), truth)
         return ready[0], Outcome(spec.name, truth, result["error"], result["seconds"])

