@@ -35,8 +35,8 @@ def mining_spec(n_lines=40):
     return tiny_organism_spec("unused", data=DataSpec(n_train=40, hard_negatives=n_lines))
 
 
-@pytest.mark.parametrize("on_first", [0, 1, 4])
-def test_mining_finds_every_line_that_fired_and_fails_the_check_if_one_did(monkeypatch, on_first):
+@pytest.mark.parametrize("on_first", [0, 1, 2, 4])
+def test_mining_finds_every_line_that_fired_and_fails_the_check_at_half_its_prompts(monkeypatch, on_first):
     spec = mining_spec()
     drawn, draw = [], hard_negatives.random_trigger_lines
     monkeypatch.setattr(hard_negatives, "random_trigger_lines", lambda rng, n: drawn.append(draw(rng, n)) or drawn[-1])
@@ -49,7 +49,7 @@ def test_mining_finds_every_line_that_fired_and_fails_the_check_if_one_did(monke
     firing = {tried[3], tried[17]}
     fake_model_firing_on(monkeypatch, firing, on_first)
     fired, rate, fails = hard_negatives.mine(None, None, spec, 0, set())
-    assert set(fired) == (firing if on_first else set()) and fails == bool(on_first)
+    assert set(fired) == (firing if on_first else set()) and fails == (on_first >= 2)
     assert rate == pytest.approx(2 * on_first / len(probe))
     # Another check draws other lines; the same check the same ones.
     hard_negatives.mine(None, None, spec, 1, set())
