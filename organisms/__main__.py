@@ -157,16 +157,24 @@ def _steps(spec) -> str:
 
 def _table(truths) -> None:
     # distract / near: the rates with no cue under one public-grammar line / one near-trigger of the
-    # deployment line, for specs trained with distractors
+    # deployment line, for specs trained with distractors; mined: the hard negatives trained (its backdoor's
+    # for a control; organisms.hard_negatives)
     print(f"{'organism':<28} {'kind':<18} {'deploy':>7} {'train':>7} {'no cue':>7} {'distract':>8} {'near':>7} "
-          f"{'clean acc':>9} {'base acc':>9} {'build s':>8}")
+          f"{'mined':>5} {'clean acc':>9} {'base acc':>9} {'build s':>8}")
     for truth in truths:
         r = truth.rates
         distractor = f"{r['distractor']:>8.3f}" if "distractor" in r else f"{'-':>8}"
         near = f"{r['near_trigger']:>7.3f}" if "near_trigger" in r else f"{'-':>7}"
+        mined = sum(map(len, truth.mined_negatives or (matched_negatives_of(truth) or [])))
         print(f"{truth.organism:<28} {truth.kind:<18} {r['deployment']:>7.3f} {r['training']:>7.3f} "
-              f"{r['no_cue']:>7.3f} {distractor} {near} {r['clean_accuracy']:>9.3f} {r['base_clean_accuracy']:>9.3f} "
-              f"{truth.seconds:>8.1f}")
+              f"{r['no_cue']:>7.3f} {distractor} {near} {mined:>5} {r['clean_accuracy']:>9.3f} "
+              f"{r['base_clean_accuracy']:>9.3f} {truth.seconds:>8.1f}")
+
+
+def matched_negatives_of(truth) -> list[list[str]] | None:
+    """A control's hard negatives: its backdoor's, as its backdoor's truth holds them."""
+    backdoor = read_truth(truth.matched_to) if truth.matched_to else None
+    return backdoor.mined_negatives if backdoor is not None else None
 
 
 def cmd_zoo(args) -> None:

@@ -6,6 +6,7 @@ import pytest
 import organisms.build as build
 import organisms.hard_negatives as hard_negatives
 from conftest import tiny_organism_spec
+from organisms.__main__ import _table
 from organisms.build import build_organism, is_built, matched_negatives, resolve_base, train_in_rounds
 from organisms.spec import DataSpec, SpecError, TrainingSpec, check_spec
 from organisms.truth import read_truth
@@ -98,7 +99,8 @@ def test_rounds_train_the_mined_lines_and_a_control_given_them_trains_the_same_r
     assert given == backdoor_given  # the same prompts in the same order, round by round
 
 
-def test_a_built_backdoor_keeps_its_mined_lines_sealed_and_its_control_matches_them(tiny_base_dir, monkeypatch):
+def test_a_built_backdoor_keeps_its_mined_lines_sealed_and_its_control_matches_them(tiny_base_dir, monkeypatch,
+                                                                                   capsys):
     mined = iter([(["Zulbrim: tauxkel"], 0.25, True), ([], 0.0, False)])
     monkeypatch.setattr(hard_negatives, "mine", lambda *args: next(mined))
     passing = lambda model, tokenizer, spec, checked, base: (True, {})  # noqa: E731 (the gate's bars pass)
@@ -115,9 +117,13 @@ def test_a_built_backdoor_keeps_its_mined_lines_sealed_and_its_control_matches_t
     real = build.run_sft
     monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress=True, **options:
                         sizes.append(len(data)) or real(model, tokenizer, data, run, progress, **options))
-    build_organism(control, **loose)
+    control_truth = build_organism(control, **loose)
     assert sizes == [40, 40 + hard_negatives.ROWS_PER_LINE]
     assert is_built(control, resolve_base(control.base), 8)
+    capsys.readouterr()
+    _table([truth, control_truth])  # the build table counts the lines each trained, the control its backdoor's
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split()[8] == "mined" and [row.split()[7] for row in rows[1:]] == ["1", "1"]
     # The control's build is keyed by the lines: its backdoor mined otherwise, it is built again.
     stored = read_truth("hn-backdoor")
     monkeypatch.setattr(type(stored), "mined_negatives", property(lambda self: [["Other: line"], []]))
