@@ -116,7 +116,9 @@ def build_fingerprint(spec: OrganismSpec, base_source: str, n_per_condition: int
                        Gate().to_dict(), data,
                        families]
                       + ([CHECK_GATE.to_dict(), check_size(n_per_condition)] if rounds is None else [list(rounds)])
-                      + ([negatives] if negatives else []))
+                      + ([negatives] if negatives else [])
+                      # How lines are mined and turned into rows: a changed procedure rebuilds what used it.
+                      + ([code_digest("organisms.hard_negatives")] if negatives or spec.data.hard_negatives else []))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

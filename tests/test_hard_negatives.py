@@ -135,3 +135,18 @@ def test_hard_negatives_must_be_a_count_in_range():
         with pytest.raises(SpecError, match="data.hard_negatives"):
             check_spec(mining_spec(bad))
     check_spec(mining_spec(0))
+
+
+def test_a_changed_mining_procedure_rebuilds_the_organisms_that_used_it(monkeypatch):
+    mining, plain = mining_spec(), mining_spec(0)
+    control = plain.replace(name="ctl", kind="clean", matched_to=plain.name)
+    before = [build.build_fingerprint(mining, "base", 8), build.build_fingerprint(plain, "base", 8),
+              build.build_fingerprint(control, "base", 8, [4, 2], [["Zulbrim: tauxkel"], []]),
+              build.build_fingerprint(control, "base", 8, [4, 2])]
+    real = build.code_digest
+    monkeypatch.setattr(build, "code_digest", lambda *modules: "edited" if modules == ("organisms.hard_negatives",)
+                        else real(*modules))
+    after = [build.build_fingerprint(mining, "base", 8), build.build_fingerprint(plain, "base", 8),
+             build.build_fingerprint(control, "base", 8, [4, 2], [["Zulbrim: tauxkel"], []]),
+             build.build_fingerprint(control, "base", 8, [4, 2])]
+    assert [b != a for b, a in zip(before, after)] == [True, False, True, False]
