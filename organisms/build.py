@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -235,7 +236,7 @@ def train_in_rounds(model, tokenizer, spec: OrganismSpec, train_set: Dataset, pr
     planned = list(rounds) if rounds is not None else spec.training.most_rounds()
     trained: list[int] = []
     checks: list[dict] = []
-    tokenized = tokenized_for_sft(tokenizer, train_set)  # every round trains on the same rows, less any mined
+    tokenized = tokenized_for_sft(tokenizer, train_set)  # every round trains on the same rows, plus any mined
     for index, steps in enumerate(planned):
         model = run_sft(model, tokenizer, train_set, sft_run(spec, steps, round_index=index), progress,
                         tokenized=tokenized)
@@ -357,14 +358,14 @@ def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int
             base_check_accuracy = (clean_accuracy(model, tokenizer, checked.clean)[0]
                                    if "clean_accuracy" in gate_reads(spec.kind) else None)
 
-        mined = []  # one entry per check so far: a check's index is its round's
+        check_index = itertools.count()  # a check's index is its round's
 
         def passes_check(trained):
             with clock.phase("check"):
+                index = next(check_index)
                 passed, rates = round_check(trained, tokenizer, spec, checked, base_check_accuracy)
-                mined.append(None)
                 if passed and spec.data.hard_negatives:
-                    lines, rate, fires = hard_negatives.mine(trained, tokenizer, spec, len(mined) - 1,
+                    lines, rate, fires = hard_negatives.mine(trained, tokenizer, spec, index,
                                                              training_prompts | prompts_of(checked) | prompts_of(sets))
                     rates = {**rates, hard_negatives.RATE_KEY: round(rate, RATE_DECIMALS),
                              hard_negatives.LINES_KEY: lines}
