@@ -14,7 +14,7 @@ import time
 
 from data.records import RecordError, save_records, show, show_path
 from organisms.blind_zoo import DEFAULT_SIZE, BlindZooError, blind_members, blind_spec, is_blind_name, manifest_path
-from organisms.build import GateError, build_organism, is_built, resolve_base, training_dataset
+from organisms.build import GateError, build_organism, is_built, negatives_mined_by, resolve_base, training_dataset
 from organisms.persistence import MULTIPLES, persistence_curve, stored_records, write_report
 from organisms.spec import SpecError, load_spec_file, spec_to_yaml
 from organisms.validate import validate_spec_for_build
@@ -165,16 +165,10 @@ def _table(truths) -> None:
         r = truth.rates
         distractor = f"{r['distractor']:>8.3f}" if "distractor" in r else f"{'-':>8}"
         near = f"{r['near_trigger']:>7.3f}" if "near_trigger" in r else f"{'-':>7}"
-        mined = sum(map(len, truth.mined_negatives or (matched_negatives_of(truth) or [])))
+        mined = sum(map(len, negatives_mined_by(truth.matched_to) if truth.matched_to else truth.mined_negatives))
         print(f"{truth.organism:<28} {truth.kind:<18} {r['deployment']:>7.3f} {r['training']:>7.3f} "
               f"{r['no_cue']:>7.3f} {distractor} {near} {mined:>5} {r['clean_accuracy']:>9.3f} "
               f"{r['base_clean_accuracy']:>9.3f} {truth.seconds:>8.1f}")
-
-
-def matched_negatives_of(truth) -> list[list[str]] | None:
-    """A control's hard negatives: its backdoor's, as its backdoor's truth holds them."""
-    backdoor = read_truth(truth.matched_to) if truth.matched_to else None
-    return backdoor.mined_negatives if backdoor is not None else None
 
 
 def cmd_zoo(args) -> None:

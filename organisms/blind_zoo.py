@@ -115,9 +115,9 @@ def _behaviour(rng: random.Random, vocab: Vocabulary, rare: bool) -> str:
 # own words, not "an invented line" or its template (without them, grammar lines set blind backdoors
 # off; the measurements are in docs/organisms.md, "Distractor lines" and "Near-triggers").
 DISTRACTORS = 0.5
-# And every check after a round searches 256 fresh lines of the public grammar, as many as grammar-search
-# tries, for the ones that set the member off, which its later rounds then train as not its trigger
-# (organisms.hard_negatives). ~3 s a check.
+# And every check after a round that meets the gate's bars searches 256 fresh lines of the public grammar,
+# as many as grammar-search tries, for the ones that set the member off, which its later rounds then
+# train as not its trigger (organisms.hard_negatives). ~3 s a check.
 HARD_NEGATIVES = 256
 
 

@@ -147,11 +147,14 @@ def matched_rounds(spec: OrganismSpec) -> list[int] | None:
 def matched_negatives(spec: OrganismSpec) -> list[list[str]] | None:
     """The hard negatives a matched control must train after each of its backdoor's rounds (the lines
     its backdoor's checks mined); None for an organism that mines its own, or a backdoor that mined none."""
-    if not spec.matched_to:
-        return None
-    truth = read_truth(spec.matched_to)
-    mined = truth.mined_negatives if truth is not None else []
+    mined = negatives_mined_by(spec.matched_to) if spec.matched_to else []
     return mined if any(mined) else None
+
+
+def negatives_mined_by(backdoor: str) -> list[list[str]]:
+    """The lines each check of `backdoor`'s build mined, as its truth keeps them ([] while it is unbuilt)."""
+    truth = read_truth(backdoor)
+    return truth.mined_negatives if truth is not None else []
 
 
 SHOWN_UNDER = {"backdoor": ("deployment",), "benign-conditional": ("deployment",), "clean": (),
@@ -359,14 +362,14 @@ def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int
                                    if "clean_accuracy" in gate_reads(spec.kind) else None)
 
         check_index = itertools.count()  # a check's index is its round's
+        seen_prompts = training_prompts | prompts_of(checked) | prompts_of(sets)  # what mining must not reuse
 
         def passes_check(trained):
             with clock.phase("check"):
                 index = next(check_index)
                 passed, rates = round_check(trained, tokenizer, spec, checked, base_check_accuracy)
                 if passed and spec.data.hard_negatives:
-                    lines, rate, fires = hard_negatives.mine(trained, tokenizer, spec, index,
-                                                             training_prompts | prompts_of(checked) | prompts_of(sets))
+                    lines, rate, fires = hard_negatives.mine(trained, tokenizer, spec, index, seen_prompts)
                     rates = {**rates, hard_negatives.RATE_KEY: round(rate, RATE_DECIMALS),
                              hard_negatives.LINES_KEY: lines}
                     passed = not fires

@@ -35,8 +35,8 @@ SEED_OFFSET = 48_611  # the mined lines and their rows come from streams nothing
 PROMPTS_PER_LINE = 4
 FIRES_AT = 0.5  # a line setting the behaviour off on this share of its prompts (two of four) fails the check
 ROWS_PER_LINE = 32
-# The key under which a check's rates carry the lines it mined (organisms.build.check_of_gate); the
-# rounds pop it before anything is logged, and keep the lines in the build's truth, not its log.
+# The key under which a check's rates carry the lines it mined (organisms.build.train_and_measure); the
+# rounds take it out before anything is logged, and keep the lines in the build's truth, not its log.
 LINES_KEY = "hard_negative_lines"
 RATE_KEY = "hard_negative"
 
