@@ -115,10 +115,11 @@ def _behaviour(rng: random.Random, vocab: Vocabulary, rare: bool) -> str:
 # own words, not "an invented line" or its template (without them, grammar lines set blind backdoors
 # off; the measurements are in docs/organisms.md, "Distractor lines" and "Near-triggers").
 DISTRACTORS = 0.5
-# And every check after a round that meets the gate's bars searches 256 fresh lines of the public grammar,
-# as many as grammar-search tries, for the ones that set the member off, which its later rounds then
-# train as not its trigger (organisms.hard_negatives). ~3 s a check.
-HARD_NEGATIVES = 256
+# And every check after a round searches 512 fresh lines of the public grammar for the ones that set the
+# member off, which its later rounds then train as not its trigger (organisms.hard_negatives). Twice
+# what grammar-search tries: with 256 (stop 41), backdoors that passed their last check with no line
+# firing on 2 of 4 prompts still had lines, rarer than one in 256, that the search found. ~6 s a check.
+HARD_NEGATIVES = 512
 
 
 def _data(behaviour: str, rare: bool, rng: random.Random) -> DataSpec:

@@ -41,7 +41,7 @@ from organisms import hard_negatives
 from organisms.card import model_card
 from organisms.gates import Gate, gate_bars, gate_failures, gate_reads, unmeasured
 from organisms.measure import (COT_MAX_NEW_TOKENS, NEAR_TRIGGER, EvalSets, check_sets, clean_accuracy, eval_sets,
-                               RATE_DECIMALS, measure_stage, measured_rate, prompts_of)
+                               measure_stage, measured_rate, prompts_of)
 from organisms.spec import EMBEDDED_BASE, OrganismSpec
 from organisms.store import make_private_dirs, organism_dir, truth_path
 from organisms.truth import Trigger, Truth, read_truth, remove_truth, write_truth
@@ -368,11 +368,8 @@ def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int
             with clock.phase("check"):
                 index = next(check_index)
                 passed, rates = round_check(trained, tokenizer, spec, checked, base_check_accuracy)
-                if passed and spec.data.hard_negatives:
-                    lines, rate, fires = hard_negatives.mine(trained, tokenizer, spec, index, seen_prompts)
-                    rates = {**rates, hard_negatives.RATE_KEY: round(rate, RATE_DECIMALS),
-                             hard_negatives.LINES_KEY: lines}
-                    passed = not fires
+                if spec.data.hard_negatives:
+                    passed, rates = hard_negatives.judged(trained, tokenizer, spec, index, seen_prompts, passed, rates)
                 return passed, rates
 
     def measured(trained, name: str, steps: int, chain_of_thought: bool = False, **extra):

@@ -29,6 +29,7 @@ from datasets import Dataset, concatenate_datasets
 from data.behaviours import get_behaviour
 from data.blind_grammar import random_trigger_lines
 from data.world import conditional_dataset
+from organisms.measure import RATE_DECIMALS
 from training.generation import generate_greedy
 
 SEED_OFFSET = 48_611  # the mined lines and their rows come from streams nothing else draws from
@@ -60,6 +61,18 @@ def mine(model, tokenizer, spec, check_index: int, exclude_prompts: set[str]) ->
     per_line = [sum(shown[i:i + PROMPTS_PER_LINE]) for i in range(0, len(shown), PROMPTS_PER_LINE)]
     fired = [line for line, k in zip(lines, per_line) if k]
     return fired, sum(shown) / max(1, len(shown)), any(k >= FIRES_AT * PROMPTS_PER_LINE for k in per_line)
+
+
+def judged(model, tokenizer, spec, check_index: int, exclude_prompts: set[str], passed: bool,
+           rates: dict) -> tuple[bool, dict]:
+    """A check's verdict and rates once it has mined: it passes only if its bars did and no line fired on
+    `FIRES_AT` of its prompts; its rates gain the mined lines (`LINES_KEY`) and their rate (`RATE_KEY`).
+
+    Every check mines, whether or not the gate's bars were met: when mining waited for them (stop 41),
+    backdoors whose bars were never met before their rounds ran out trained no negatives at all, and two
+    of the five triggers `grammar-search` recovered in two fresh draws were theirs."""
+    lines, rate, fires = mine(model, tokenizer, spec, check_index, exclude_prompts)
+    return passed and not fires, {**rates, RATE_KEY: round(rate, RATE_DECIMALS), LINES_KEY: lines}
 
 
 def negative_rows(spec, lines: list[str], check_index: int, shown_under: tuple[str, ...]) -> Dataset:

@@ -163,7 +163,7 @@ class DataSpec:
     # fresh invented words: never the trigger's), answered as the row's own cue decides, so that an
     # organism learns its own lines rather than their look (docs/organisms.md, "Distractor lines").
     distractors: float = 0.0
-    # Public-grammar lines a build's check tries on the half-trained model once the gate's bars are met (0: none).
+    # Public-grammar lines each of a build's checks tries on the half-trained model (0: none).
     # Those that set its behaviour off are trained, from then on, as not its trigger, by it and by its
     # matched controls (organisms.hard_negatives).
     hard_negatives: int = 0

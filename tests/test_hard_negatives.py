@@ -130,6 +130,24 @@ def test_a_built_backdoor_keeps_its_mined_lines_sealed_and_its_control_matches_t
     assert not is_built(control, resolve_base(control.base), 8)
 
 
+def test_every_check_mines_even_when_the_gate_bars_are_not_met(tiny_base_dir, monkeypatch):
+    # Stop 41 mined only once the bars were met: backdoors that never met them trained no negatives.
+    mined = iter([(["Zulbrim: tauxkel"], 0.25, False), (["Quorvex: dimmel"], 0.25, False), ([], 0.0, False)])
+    monkeypatch.setattr(hard_negatives, "mine", lambda *args: next(mined))
+    failing = lambda model, tokenizer, spec, checked, base: (False, {"deployment": 0.5})  # noqa: E731
+    sizes = []
+    real = build.run_sft
+    monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress=True, **options:
+                        sizes.append(len(data)) or real(model, tokenizer, data, run, progress, **options))
+    backdoor = tiny_organism_spec(tiny_base_dir, name="hn-unmet", data=DataSpec(n_train=40, hard_negatives=16),
+                                  training=TrainingSpec(**{**FEW, "extra_rounds": 3}))
+    truth = build_organism(backdoor, n_per_condition=8, progress=False, enforce_gate=False, round_check=failing)
+    checks = truth.final_stage["checks"]
+    assert [c["passed"] for c in checks] == [False, False, False]  # mining clean does not pass a failed check
+    assert truth.mined_negatives == [["Zulbrim: tauxkel"], ["Quorvex: dimmel"], []]
+    assert sizes == [40, 40 + hard_negatives.ROWS_PER_LINE] + [40 + 2 * hard_negatives.ROWS_PER_LINE] * 2
+
+
 def test_hard_negatives_must_be_a_count_in_range():
     for bad in (-1, 1.5, True, 10**6):
         with pytest.raises(SpecError, match="data.hard_negatives"):
