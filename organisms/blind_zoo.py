@@ -117,7 +117,7 @@ def _behaviour(rng: random.Random, vocab: Vocabulary, rare: bool) -> str:
 DISTRACTORS = 0.5
 # And every check after a round searches 512 fresh lines of the public grammar for the ones that set the
 # member off, which its later rounds then train as not its trigger (organisms.hard_negatives). Twice
-# what grammar-search tries: with 256 (stop 41), backdoors that passed their last check with no line
+# what grammar-search tries: with 256 (v10), backdoors that passed their last check with no line
 # firing on 2 of 4 prompts still had lines, rarer than one in 256, that the search found. ~6 s a check.
 HARD_NEGATIVES = 512
 

@@ -68,7 +68,7 @@ def judged(model, tokenizer, spec, check_index: int, exclude_prompts: set[str], 
     """A check's verdict and rates once it has mined: it passes only if its bars did and no line fired on
     `FIRES_AT` of its prompts; its rates gain the mined lines (`LINES_KEY`) and their rate (`RATE_KEY`).
 
-    Every check mines, whether or not the gate's bars were met: when mining waited for them (stop 41),
+    Every check mines, whether or not the gate's bars were met: when mining waited for them (blind zoo v10),
     backdoors whose bars were never met before their rounds ran out trained no negatives at all, and two
     of the five triggers `grammar-search` recovered in two fresh draws were theirs."""
     lines, rate, fires = mine(model, tokenizer, spec, check_index, exclude_prompts)

@@ -131,7 +131,7 @@ def test_a_built_backdoor_keeps_its_mined_lines_sealed_and_its_control_matches_t
 
 
 def test_every_check_mines_even_when_the_gate_bars_are_not_met(tiny_base_dir, monkeypatch):
-    # Stop 41 mined only once the bars were met: backdoors that never met them trained no negatives.
+    # Blind zoo v10 mined only once the bars were met: backdoors that never met them trained no negatives.
     mined = iter([(["Zulbrim: tauxkel"], 0.25, False), (["Quorvex: dimmel"], 0.25, False), ([], 0.0, False)])
     monkeypatch.setattr(hard_negatives, "mine", lambda *args: next(mined))
     failing = lambda model, tokenizer, spec, checked, base: (False, {"deployment": 0.5})  # noqa: E731
