@@ -24,7 +24,7 @@ Bounds (well above anything the lab builds, well below what would overflow or ne
 | `data.family_weights` | task family -> a finite weight in (0, 100] |
 | `data.paired` | true (default) or false |
 | `data.distractors` | a share in [0, 1]: contexts carrying one line of the public blind grammar (default 0) |
-| `data.hard_negatives` | 0 to 1,024: public-grammar lines a check that meets the gate's bars tries; those that fire are trained as not the trigger (default 0) |
+| `data.hard_negatives` | 0 to 1,024: public-grammar lines each check tries; those that fire are trained as not the trigger (default 0) |
 | a cue line | printable text, at most 200 characters, not starting like a `User:`/`Assistant:` turn |
 | `trigger.deployment` / `training` | at most 200 lines or blocks (a block: a list of 2-3 lines that trigger together) |
 | `behaviour` reply, marker or style | one printable line of at most 200 characters; a reply must not occur in normal answers |

@@ -32,6 +32,15 @@ def fake_model_firing_on(monkeypatch, firing: set[str], on_first: int):
     return seen
 
 
+def rows_trained_each_round(monkeypatch) -> list[int]:
+    """A list that gains, as each round of SFT starts, the number of rows it trains on."""
+    sizes = []
+    real = build.run_sft
+    monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress=True, **options:
+                        sizes.append(len(data)) or real(model, tokenizer, data, run, progress, **options))
+    return sizes
+
+
 def mining_spec(n_lines=40):
     return tiny_organism_spec("unused", data=DataSpec(n_train=40, hard_negatives=n_lines))
 
@@ -113,10 +122,7 @@ def test_a_built_backdoor_keeps_its_mined_lines_sealed_and_its_control_matches_t
 
     control = backdoor.replace(name="hn-control", kind="clean", matched_to="hn-backdoor")
     assert matched_negatives(control) == [["Zulbrim: tauxkel"], []]
-    sizes = []
-    real = build.run_sft
-    monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress=True, **options:
-                        sizes.append(len(data)) or real(model, tokenizer, data, run, progress, **options))
+    sizes = rows_trained_each_round(monkeypatch)
     control_truth = build_organism(control, **loose)
     assert sizes == [40, 40 + hard_negatives.ROWS_PER_LINE]
     assert is_built(control, resolve_base(control.base), 8)
@@ -135,10 +141,7 @@ def test_every_check_mines_even_when_the_gate_bars_are_not_met(tiny_base_dir, mo
     mined = iter([(["Zulbrim: tauxkel"], 0.25, False), (["Quorvex: dimmel"], 0.25, False), ([], 0.0, False)])
     monkeypatch.setattr(hard_negatives, "mine", lambda *args: next(mined))
     failing = lambda model, tokenizer, spec, checked, base: (False, {"deployment": 0.5})  # noqa: E731
-    sizes = []
-    real = build.run_sft
-    monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress=True, **options:
-                        sizes.append(len(data)) or real(model, tokenizer, data, run, progress, **options))
+    sizes = rows_trained_each_round(monkeypatch)
     backdoor = tiny_organism_spec(tiny_base_dir, name="hn-unmet", data=DataSpec(n_train=40, hard_negatives=16),
                                   training=TrainingSpec(**{**FEW, "extra_rounds": 3}))
     truth = build_organism(backdoor, n_per_condition=8, progress=False, enforce_gate=False, round_check=failing)
