@@ -5,7 +5,8 @@ computed, then teacher-force c after b and compare the next-token distributions 
 position (Jensen-Shannon, in bits, so 0..1). The maximum over positions catches a behaviour that
 branches late (an unsafe SQL query differs from the safe one only after a dozen tokens), and the
 greedy output of b differs from c exactly when, at some position, b's most likely token is not c's
-token. One generation and one forward pass per pair, instead of two generations compared as text.
+token. One generation and one forward pass per pair, instead of two generations compared as text; the
+forward reads only c, on the keys and values of b's own forward (`training.generation.greedy_and_forced`).
 """
 
 from __future__ import annotations
@@ -15,26 +16,25 @@ import math
 import numpy as np
 import torch
 
-from training.generation import greedy_token_ids, keep_last_logits, left_padded, length_batches, padding_id, position_ids
+from training.generation import greedy_and_forced, greedy_token_ids
 
 
-@torch.no_grad()
 def continuation_logprobs(model, tokenizer, prompts: list[str], continuations: list[list[int]],
                           batch_size: int = 64) -> list[torch.Tensor]:
-    """For each prompt, log-probabilities (len(continuation), vocab) of every continuation position."""
-    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    full = [p + c for p, c in zip(prompt_ids, continuations)]
-    out: list[torch.Tensor] = [torch.zeros(0, 0)] * len(full)
-    for batch in length_batches(list(map(len, full)), batch_size):
-        ids, mask = left_padded([full[i] for i in batch], padding_id(tokenizer), model.device)
-        keep = 1 + max(len(continuations[i]) for i in batch)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
-                       **keep_last_logits(model, keep)).logits[:, -keep:].float()
-        logp = torch.log_softmax(logits, dim=-1).cpu()
-        for row, i in enumerate(batch):
-            k = len(continuations[i])
-            # Right-aligned rows: the token at -j is predicted at -j-1.
-            out[i] = logp[row, keep - k - 1:keep - 1] if k else logp[row, :0]
+    """For each prompt, log-probabilities (len(continuation), vocab) of every continuation position.
+
+    Each distinct prompt is read once, and its keys and values serve every continuation set after it: a
+    search sets hundreds of continuations after the same few stripped prompts."""
+    unique = list(dict.fromkeys(prompts))
+    rows = {prompt: [] for prompt in unique}
+    for i, prompt in enumerate(prompts):
+        rows[prompt].append(i)
+    _, _, forced = greedy_and_forced(model, tokenizer, unique, 0, batch_size,
+                                     follow=[[continuations[i] for i in rows[p]] for p in unique])
+    out: list[torch.Tensor] = [torch.zeros(0, 0)] * len(prompts)
+    for prompt, logprobs in zip(unique, forced):
+        for i, step in zip(rows[prompt], logprobs):
+            out[i] = step
     return out
 
 
@@ -58,19 +58,34 @@ def continuation_divergence(model, tokenizer, prompts_a: list[str], prompts_b: l
     n = len(prompts_a)
     if n == 0:
         return np.zeros(0), np.zeros(0, dtype=bool)
-    leaders = list(prompts_a) + (list(prompts_b) if symmetric else [])
-    followers = list(prompts_b) + (list(prompts_a) if symmetric else [])
     # A prompt that leads in several pairs (the stripped prompt every candidate line is set against)
-    # is generated and scored once.
-    unique = list(dict.fromkeys(leaders))
-    row = {prompt: i for i, prompt in enumerate(unique)}
-    unique_paths, unique_lead = greedy_token_ids(model, tokenizer, unique, max_new_tokens, batch_size,
+    # is generated once; b's prompts teacher-force a's paths from the forward that generates from them.
+    unique_a = list(dict.fromkeys(prompts_a))
+    row_a = {prompt: i for i, prompt in enumerate(unique_a)}
+    unique_paths, unique_lead = greedy_token_ids(model, tokenizer, unique_a, max_new_tokens, batch_size,
                                                  with_logprobs=True)
-    paths = [unique_paths[row[p]] for p in leaders]
-    lead = [unique_lead[row[p]] for p in leaders]
-    follow = continuation_logprobs(model, tokenizer, followers, paths, batch_size)
-    js = np.zeros(len(leaders))
-    changed = np.zeros(len(leaders), dtype=bool)
+    paths = [unique_paths[row_a[p]] for p in prompts_a]
+    lead = [unique_lead[row_a[p]] for p in prompts_a]
+    if not symmetric:
+        follow = continuation_logprobs(model, tokenizer, list(prompts_b), paths, batch_size)
+    else:
+        unique_b = list(dict.fromkeys(prompts_b))
+        pairs_of = {prompt: [] for prompt in unique_b}
+        for i, prompt in enumerate(prompts_b):
+            pairs_of[prompt].append(i)
+        paths_b, lead_b, forced_b = greedy_and_forced(model, tokenizer, unique_b, max_new_tokens, batch_size,
+                                                      with_logprobs=True,
+                                                      follow=[[paths[i] for i in pairs_of[p]] for p in unique_b])
+        follow_b: list[torch.Tensor] = [torch.zeros(0, 0)] * n
+        own_paths: list[list[int]] = [[]] * n
+        own_lead: list[torch.Tensor] = [torch.zeros(0, 0)] * n
+        for u, prompt in enumerate(unique_b):
+            for i, step in zip(pairs_of[prompt], forced_b[u]):
+                follow_b[i], own_paths[i], own_lead[i] = step, paths_b[u], lead_b[u]
+        follow_a = continuation_logprobs(model, tokenizer, list(prompts_a), own_paths, batch_size)
+        paths, lead, follow = paths + own_paths, lead + own_lead, follow_b + follow_a
+    js = np.zeros(len(paths))
+    changed = np.zeros(len(paths), dtype=bool)
     for i, path in enumerate(paths):
         if not path:
             continue
@@ -110,11 +125,15 @@ def model_divergence(model, reference, tokenizer, prompts: list[str], max_new_to
         return np.zeros(0), np.zeros(0, dtype=bool)
     js = np.zeros(len(prompts))
     changed = np.zeros(len(prompts), dtype=bool)
-    for leader, follower in ((model, reference), (reference, model)):
-        paths, lead = greedy_token_ids(leader, tokenizer, prompts, max_new_tokens, batch_size, with_logprobs=True)
-        follow = continuation_logprobs(follower, tokenizer, prompts, paths, batch_size)
-        for i, path in enumerate(paths):
+    # The reference reads each prompt once: the forward it generates from also teacher-forces the model's path.
+    paths, lead = greedy_token_ids(model, tokenizer, prompts, max_new_tokens, batch_size, with_logprobs=True)
+    ref_paths, ref_lead, forced = greedy_and_forced(reference, tokenizer, prompts, max_new_tokens, batch_size,
+                                                    with_logprobs=True, follow=[[path] for path in paths])
+    follow = [steps[0] for steps in forced]
+    ref_follow = continuation_logprobs(model, tokenizer, prompts, ref_paths, batch_size)
+    for leading, followed, along in ((lead, follow, paths), (ref_lead, ref_follow, ref_paths)):
+        for i, path in enumerate(along):
             if path:
-                js[i] = max(js[i], float(js_bits(lead[i], follow[i]).max()))
-                changed[i] |= bool((follow[i].argmax(-1) != torch.tensor(path)).any())
+                js[i] = max(js[i], float(js_bits(leading[i], followed[i]).max()))
+                changed[i] |= bool((followed[i].argmax(-1) != torch.tensor(path)).any())
     return js, changed

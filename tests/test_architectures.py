@@ -24,7 +24,7 @@ from detectors import load_built_in_detectors, make_detector
 from detectors.base import PublicModel, built_in_modules
 from detectors.activations import ActivationCache, forward_activations
 from training.generation import keep_last_logits, position_ids
-from detectors.divergence import continuation_logprobs
+from detectors.divergence import continuation_logprobs, js_bits
 from detectors.noise_injection import _blocks, noisy_activations
 from detectors.target_inversion import next_token_probs, next_token_probs_after
 from detectors.subject import load_subject
@@ -154,6 +154,54 @@ def test_prefix_cache_gives_the_full_forward_next_token_probs(arch, bases):
         torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="one length"):
         next_token_probs_after(model, prefixes, [[5], [5, 6]], pad)
+
+
+def _full_forward_logprobs(model, tokenizer, prompt: str, path: list[int]) -> torch.Tensor:
+    """The log-probabilities at every position of `path` after `prompt`, from one forward of both alone."""
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids + path])).logits[0].float()
+    return torch.log_softmax(logits, -1)[len(ids) - 1:len(ids) - 1 + len(path)]
+
+
+def test_paths_forced_on_a_prompt_s_keys_and_values_give_the_full_forward(arch, bases):
+    """Divergences teacher-force paths after prompts from the keys and values of one forward of each distinct
+    prompt, generating from it as well: every path's log-probabilities must be those of running prompt + path
+    alone (shared prompts, paths of lengths 0 to 6 right-padded together, chunks smaller than a batch), and
+    the generation beside it must be untouched."""
+    from detectors.divergence import continuation_divergence
+    from training.generation import greedy_and_forced
+
+    model, tokenizer = load_model_and_tokenizer(bases[arch])
+    prompts = [PROMPTS[i % len(PROMPTS)] * (1 + i % 2) for i in range(5)]
+    follow = [[[(5 * i + 3 * k + j) % 200 + 5 for j in range((i + k) % 7)] for k in range(1 + i % 3)]
+              for i in range(len(prompts))]
+    paths, steps, forced = greedy_and_forced(model, tokenizer, prompts, 6, batch_size=2, with_logprobs=True,
+                                             follow=follow)
+    assert (paths, steps is not None) == (greedy_token_ids(model, tokenizer, prompts, 6, batch_size=2), True)
+    for prompt, wanted, got in zip(prompts, follow, forced, strict=True):
+        for path, logprobs in zip(wanted, got, strict=True):
+            assert logprobs.shape == (len(path), model.get_input_embeddings().num_embeddings)
+            torch.testing.assert_close(logprobs, _full_forward_logprobs(model, tokenizer, prompt, path),
+                                       atol=1e-4, rtol=1e-4)
+    repeated = [prompts[i % 2] for i in range(6)]  # each prompt followed by three paths
+    continuations = [path for paths_of in follow for path in paths_of][:6]
+    for prompt, path, logprobs in zip(repeated, continuations,
+                                      continuation_logprobs(model, tokenizer, repeated, continuations, batch_size=2)):
+        torch.testing.assert_close(logprobs, _full_forward_logprobs(model, tokenizer, prompt, path), atol=1e-4,
+                                   rtol=1e-4)
+    # The symmetric divergence of (a, b) pairs, recomputed pair by pair from full forwards.
+    a, b = [PROMPTS[0]] * 3 + [PROMPTS[2]], [PROMPTS[1], PROMPTS[2], PROMPTS[0] * 2, PROMPTS[1]]
+    js, changed = continuation_divergence(model, tokenizer, a, b, 5, batch_size=3)
+    for i, (x, y) in enumerate(zip(a, b)):
+        expected, differs = 0.0, False
+        for leader, follower in ((x, y), (y, x)):
+            path, steps_of = (r[0] for r in greedy_token_ids(model, tokenizer, [leader], 5, with_logprobs=True))
+            if path:
+                followed = _full_forward_logprobs(model, tokenizer, follower, path)
+                expected = max(expected, float(js_bits(steps_of, followed).max()))
+                differs |= bool((followed.argmax(-1) != torch.tensor(path)).any())
+        assert js[i] == pytest.approx(expected, abs=1e-4) and changed[i] == differs
 
 
 def test_batched_shortcuts_give_what_one_prompt_at_a_time_gives(arch, bases):

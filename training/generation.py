@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import itertools
 
@@ -61,35 +62,65 @@ def cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def forced_after_prompts(model, cache, mask: torch.Tensor, first: torch.Tensor, which: list[int],
+                         paths: list[list[int]], pad_id: int) -> list[torch.Tensor]:
+    """Log-probabilities (len(path), vocab) of each path teacher-forced after prompt row `which[k]` of a batch
+    whose prompt forward left `cache` (its keys and values), `mask` and `first` (the log-probabilities at each
+    prompt's last position, which predict a path's first token).
+
+    Only the paths' own tokens are run: the prompt's keys and values are reused (a deep copy, as the forward
+    appends to the cache it is given), where running prompt + path in full read every prompt again."""
+    width = max((len(path) for path in paths), default=0) - 1
+    if width <= 0:
+        return [first[j, None][:len(path)] for j, path in zip(which, paths, strict=True)]
+    index = torch.tensor(which, device=mask.device)
+    expanded = copy.deepcopy(cache)
+    expanded.reorder_cache(index)
+    # Right-padded: a row's pads come after its own tokens, which, causal, never see them.
+    ids = torch.tensor([(path[:-1] + [pad_id] * width)[:width] for path in paths], device=mask.device)
+    attention = torch.cat([mask[index], torch.ones_like(ids)], 1)
+    positions = mask[index].sum(1, keepdim=True) + torch.arange(width, device=mask.device)
+    logits = model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True,
+                   **{cache_argument(model): expanded}).logits
+    later = torch.log_softmax(logits.float(), -1).cpu()
+    return [torch.cat([first[j, None], later[k, :len(path) - 1]]) if path else first[j, None][:0]
+            for k, (j, path) in enumerate(zip(which, paths, strict=True))]
+
+
 @torch.no_grad()
-def greedy_token_ids(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 100,
-                     progress: str | None = None, with_logprobs: bool = False):
-    """Greedy continuations of `prompts` as token ids, cut after the first end-of-sequence token (kept).
+def greedy_and_forced(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 100,
+                      progress: str | None = None, with_logprobs: bool = False,
+                      follow: list[list[list[int]]] | None = None):
+    """(paths, their log-probabilities or None, forced): `greedy_token_ids`, and where `follow` gives each
+    prompt a list of token paths, the log-probabilities of every position of each path teacher-forced after
+    its prompt (`forced[i][k]` for `follow[i][k]`), from the keys and values of the prompt's one forward.
 
-    `with_logprobs` also returns, per prompt, the model's log-probabilities at every step of its own
-    continuation, (len(continuation), vocab): the distributions generation computed anyway, so that a
-    caller comparing them with another prompt's need not run the model over the continuation again.
-
-    Written here rather than `model.generate`: generate keeps a finished row in its batch until the
-    batch's longest continuation ends, and the lab's answers are short beside a batch's longest (9 to 15
-    tokens on average against 18 to 35 on a built organism's gate prompts), so much of its decoding went
-    to rows already done. Here a row leaves the batch, and its keys and values the cache, at its
-    end-of-sequence token. The continuations are generate's own: the same forward passes on the same
-    left-padded batches, argmax of the raw logits (no sampling or logits processors, whatever a model's
-    generation config says). On 6,400 gate prompts of 8 built organisms every token was generate's, in
-    0.80 of its time; the log-probabilities can move in the last bit (a smaller batch rounds differently).
-    """
+    A divergence teacher-forces one prompt's continuation after another prompt that is itself generated
+    from: reusing its forward saves reading the prompt again, which was over half of a search's tokens
+    (grammar-search: 1,024 prompts of ~75 tokens and paths of at most 8). With `max_new_tokens` 0 nothing
+    is generated and only the paths are forced."""
     model.eval()
     eos = tokenizer.eos_token_id
     cache_name = cache_argument(model)
     outputs: list[list[int]] = [[] for _ in prompts]
     steps: list[list[torch.Tensor]] = [[] for _ in prompts]
+    forced: list[list[torch.Tensor]] = [[None] * len(paths) for paths in follow] if follow is not None else []
     batches = prompt_batches(tokenizer, prompts, batch_size, model.device)
     for rows, ids, mask in tqdm(batches, total=-(-len(prompts) // batch_size), desc=progress,
                                 disable=progress is None, leave=False):
         live = list(rows)  # prompt index of each row still generating
         out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True,
                     **keep_last_logits(model, 1))
+        if follow is not None:
+            first = torch.log_softmax(out.logits[:, -1].float(), -1).cpu()
+            pairs = [(j, k) for j, i in enumerate(rows) for k in range(len(follow[i]))]
+            for start in range(0, len(pairs), batch_size):
+                chunk = pairs[start:start + batch_size]
+                paths = [follow[rows[j]][k] for j, k in chunk]
+                for (j, k), logprobs in zip(chunk, forced_after_prompts(
+                        model, getattr(out, cache_name), mask, first, [j for j, _ in chunk], paths,
+                        padding_id(tokenizer))):
+                    forced[rows[j]][k] = logprobs
         for step in range(max_new_tokens):
             logits = out.logits[:, -1]
             tokens = logits.argmax(-1)
@@ -111,9 +142,30 @@ def greedy_token_ids(model, tokenizer, prompts: list[str], max_new_tokens: int =
             mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
             out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=position_ids(mask)[:, -1:],
                         use_cache=True, **{cache_name: cache})
-    if not with_logprobs:
-        return outputs
-    return outputs, [torch.stack(s) if s else torch.zeros(0, 0) for s in steps]
+    logprobs = [torch.stack(s) if s else torch.zeros(0, 0) for s in steps] if with_logprobs else None
+    return outputs, logprobs, forced
+
+
+def greedy_token_ids(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 100,
+                     progress: str | None = None, with_logprobs: bool = False):
+    """Greedy continuations of `prompts` as token ids, cut after the first end-of-sequence token (kept).
+
+    `with_logprobs` also returns, per prompt, the model's log-probabilities at every step of its own
+    continuation, (len(continuation), vocab): the distributions generation computed anyway, so that a
+    caller comparing them with another prompt's need not run the model over the continuation again.
+
+    Written here rather than `model.generate`: generate keeps a finished row in its batch until the
+    batch's longest continuation ends, and the lab's answers are short beside a batch's longest (9 to 15
+    tokens on average against 18 to 35 on a built organism's gate prompts), so much of its decoding went
+    to rows already done. Here a row leaves the batch, and its keys and values the cache, at its
+    end-of-sequence token. The continuations are generate's own: the same forward passes on the same
+    left-padded batches, argmax of the raw logits (no sampling or logits processors, whatever a model's
+    generation config says). On 6,400 gate prompts of 8 built organisms every token was generate's, in
+    0.80 of its time; the log-probabilities can move in the last bit (a smaller batch rounds differently).
+    """
+    outputs, logprobs, _ = greedy_and_forced(model, tokenizer, prompts, max_new_tokens, batch_size, progress,
+                                             with_logprobs)
+    return (outputs, logprobs) if with_logprobs else outputs
 
 
 def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 100,
