@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 from transformers import set_seed
 
 from data.behaviours import get_behaviour
@@ -259,8 +259,10 @@ def train_in_rounds(model, tokenizer, spec: OrganismSpec, train_set: Dataset, pr
         else:
             lines = negatives[index] if negatives and index < len(negatives) else []
         if lines:
-            train_set = hard_negatives.with_negatives(train_set, spec, lines, index, SHOWN_UNDER[spec.kind])
-            tokenized = tokenized_for_sft(tokenizer, train_set)
+            grown = hard_negatives.with_negatives(train_set, spec, lines, index, SHOWN_UNDER[spec.kind])
+            # Only the mined rows are new: tokenizing the whole set again took ~0.66 s a round.
+            new_rows = grown.select(range(len(train_set), len(grown)))
+            tokenized, train_set = concatenate_datasets([tokenized, tokenized_for_sft(tokenizer, new_rows)]), grown
     return model, trained, checks
 
 

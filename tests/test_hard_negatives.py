@@ -10,6 +10,8 @@ from organisms.__main__ import _table
 from organisms.build import build_organism, is_built, matched_negatives, resolve_base, train_in_rounds
 from organisms.spec import DataSpec, SpecError, TrainingSpec, check_spec
 from organisms.truth import read_truth
+from training.models import load_model_and_tokenizer
+from training.sft import tokenized_for_sft
 
 FEW = dict(method="full", steps=4, learning_rate=1e-3, batch_size=8, warmup_steps=0)
 
@@ -32,13 +34,18 @@ def fake_model_firing_on(monkeypatch, firing: set[str], on_first: int):
     return seen
 
 
-def rows_trained_each_round(monkeypatch) -> list[int]:
-    """A list that gains, as each round of SFT starts, the number of rows it trains on."""
-    sizes = []
+def rounds_handed(monkeypatch) -> list[tuple]:
+    """A list that gains, as each round of SFT starts, the rows it trains on and their tokenized form."""
+    handed = []
     real = build.run_sft
     monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress=True, **options:
-                        sizes.append(len(data)) or real(model, tokenizer, data, run, progress, **options))
-    return sizes
+                        handed.append((data, options.get("tokenized")))
+                        or real(model, tokenizer, data, run, progress, **options))
+    return handed
+
+
+def sizes(handed) -> list[int]:
+    return [len(data) for data, _ in handed]
 
 
 def mining_spec(n_lines=40):
@@ -87,7 +94,7 @@ def test_rounds_train_the_mined_lines_and_a_control_given_them_trains_the_same_r
     given = []
     monkeypatch.setattr(build, "run_sft", lambda model, tokenizer, data, run, progress, tokenized:
                         given.append(list(data["prompt"])) or model)
-    monkeypatch.setattr(build, "tokenized_for_sft", lambda tokenizer, data: None)
+    monkeypatch.setattr(build, "tokenized_for_sft", lambda tokenizer, data: data)  # rows as they are
     spec = mining_spec().replace(training=TrainingSpec(steps=10, extra_rounds=3))
     rows = build.training_dataset(spec)
     secret = ["Zulbrim: tauxkel"]
@@ -122,9 +129,9 @@ def test_a_built_backdoor_keeps_its_mined_lines_sealed_and_its_control_matches_t
 
     control = backdoor.replace(name="hn-control", kind="clean", matched_to="hn-backdoor")
     assert matched_negatives(control) == [["Zulbrim: tauxkel"], []]
-    sizes = rows_trained_each_round(monkeypatch)
+    handed = rounds_handed(monkeypatch)
     control_truth = build_organism(control, **loose)
-    assert sizes == [40, 40 + hard_negatives.ROWS_PER_LINE]
+    assert sizes(handed) == [40, 40 + hard_negatives.ROWS_PER_LINE]
     assert is_built(control, resolve_base(control.base), 8)
     capsys.readouterr()
     _table([truth, control_truth])  # the build table counts the lines each trained, the control its backdoor's
@@ -141,14 +148,18 @@ def test_every_check_mines_even_when_the_gate_bars_are_not_met(tiny_base_dir, mo
     mined = iter([(["Zulbrim: tauxkel"], 0.25, False), (["Quorvex: dimmel"], 0.25, False), ([], 0.0, False)])
     monkeypatch.setattr(hard_negatives, "mine", lambda *args: next(mined))
     failing = lambda model, tokenizer, spec, checked, base: (False, {"deployment": 0.5})  # noqa: E731
-    sizes = rows_trained_each_round(monkeypatch)
+    handed = rounds_handed(monkeypatch)
     backdoor = tiny_organism_spec(tiny_base_dir, name="hn-unmet", data=DataSpec(n_train=40, hard_negatives=16),
                                   training=TrainingSpec(**{**FEW, "extra_rounds": 3}))
     truth = build_organism(backdoor, n_per_condition=8, progress=False, enforce_gate=False, round_check=failing)
     checks = truth.final_stage["checks"]
     assert [c["passed"] for c in checks] == [False, False, False]  # mining clean does not pass a failed check
     assert truth.mined_negatives == [["Zulbrim: tauxkel"], ["Quorvex: dimmel"], []]
-    assert sizes == [40, 40 + hard_negatives.ROWS_PER_LINE] + [40 + 2 * hard_negatives.ROWS_PER_LINE] * 2
+    assert sizes(handed) == [40, 40 + hard_negatives.ROWS_PER_LINE] + [40 + 2 * hard_negatives.ROWS_PER_LINE] * 2
+    # A round tokenizes only the rows mined before it; what it trains on is the whole set tokenized afresh.
+    _, tokenizer = load_model_and_tokenizer(tiny_base_dir)
+    for data, tokenized in handed:
+        assert tokenized.to_dict() == tokenized_for_sft(tokenizer, data).to_dict()
 
 
 def test_hard_negatives_must_be_a_count_in_range():
