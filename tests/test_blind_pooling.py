@@ -64,6 +64,23 @@ def test_the_fingerprint_moves_with_a_detector_default():
     assert fingerprint(params) != fingerprint({"random": {"seed": 1, "budget": 0}})
 
 
+def test_a_detector_s_key_moves_with_the_helpers_its_method_imports(monkeypatch):
+    """grammar-search computes its divergences in detectors.divergence: a changed divergence is a changed
+    grammar-search, and leaves `random`, which never imports it, as it was."""
+    import inspect
+
+    from detectors.benchmark.freeze import detector_fingerprints
+
+    load_built_in_detectors()
+    params = {"grammar-search": {"seed": 0}, "random": {"seed": 0}}
+    before = detector_fingerprints(params)
+    real = inspect.getsource
+    monkeypatch.setattr(inspect, "getsource", lambda obj: real(obj) + (
+        "\nJS_IN_NATS = True\n" if getattr(obj, "__name__", "") == "detectors.divergence" else ""))
+    after = detector_fingerprints(params)
+    assert after["grammar-search"] != before["grammar-search"] and after["random"] == before["random"]
+
+
 def test_the_fingerprint_of_learners_moves_with_the_training_zoo_they_fit_on():
     from detectors.benchmark.freeze import training_fingerprint
 

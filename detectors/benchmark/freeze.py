@@ -9,7 +9,10 @@ only with runs of the fingerprint it was first benchmarked with.
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib
+import importlib.util
 import inspect
 import json
 import sys
@@ -28,10 +31,48 @@ def settings_fingerprint(params: dict[str, dict]) -> str:
     return _digest(params)
 
 
+# Where a detector's method lives besides its own module: the helpers it imports (divergences, activation
+# capture, generation). The benchmark's harness is not part of any detector's method.
+METHOD_PACKAGES = ("detectors", "training", "data")
+HARNESS = "detectors.benchmark"
+
+
+def method_modules(module_name: str) -> list[str]:
+    """`module_name` and every project module it imports, directly or through another, at any depth of its code
+    (a method's imports inside functions too): what decides how the detector computes its scores."""
+    seen: set[str] = set()
+    todo = [module_name]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse(inspect.getsource(importlib.import_module(name)))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                named = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                named = [alias.name for alias in node.names]
+            else:
+                continue
+            todo += [n for n in named if n.split(".")[0] in METHOD_PACKAGES and not n.startswith(HARNESS)
+                     and n not in METHOD_PACKAGES and _is_module(n)]
+    return sorted(seen)
+
+
+def _is_module(name: str) -> bool:
+    """Is `name` a module (`from training.generation import greedy_token_ids` names one and a function)?"""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ModuleNotFoundError, ValueError):  # a name inside a module, not a module
+        return False
+
+
 def _sources(detector_names: list[str]) -> dict[str, str | None]:
     """name -> digest of the code (its syntax tree: comments and docstrings aside) of each detector's module and
-    of the public data every detector may read (`data/`: the task world, cues, behaviours' checkers, the
-    blind grammar): a changed method is a changed detector, whatever its defaults."""
+    of the project modules it imports (`method_modules`), and of the public data every detector may read
+    (`data/`: the task world, cues, behaviours' checkers, the blind grammar): a changed method is a changed
+    detector, whatever its defaults. Its own module alone missed a changed helper: a divergence computed
+    another way kept every detector's key (2026-12-05)."""
     import data
 
     sources = {f"data/{path.name}": source_digest(path.read_text())
@@ -39,7 +80,8 @@ def _sources(detector_names: list[str]) -> dict[str, str | None]:
     for name in detector_names:
         module = sys.modules[DETECTORS[name].__module__]
         try:
-            sources[name] = source_digest(inspect.getsource(module))
+            sources[name] = _digest({part: source_digest(inspect.getsource(importlib.import_module(part)))
+                                     for part in method_modules(module.__name__)})
         except (OSError, TypeError):  # a detector defined where its source cannot be read (a REPL)
             sources[name] = None
     return sources
