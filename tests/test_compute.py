@@ -43,3 +43,17 @@ def test_throughput_comes_from_builds_that_record_their_phases():
                                              "overhead": 4.0}
     assert figures["clean"]["organisms_per_core_hour"] == pytest.approx(90.0)
     assert compute.built_throughput([]) == {}
+
+
+def test_every_bench_batch_holds_its_rows_past_the_end_of_the_data():
+    """The stacked step splits a batch into equal groups: a batch cut short by the data's end broke make bench."""
+    from types import SimpleNamespace
+
+    from tools.bench import padded_batch
+
+    rows = [([5] * (1 + i % 4), [-100] * (1 + i % 4)) for i in range(10)]
+    tokenizer = SimpleNamespace(pad_token_id=0)
+    for i in range(7):
+        batch = padded_batch(tokenizer, rows, i, 6)
+        assert batch["input_ids"].shape[0] == 6
+        assert batch["attention_mask"].sum(1).tolist() == [1 + (i * 6 + j) % 10 % 4 for j in range(6)]

@@ -79,8 +79,10 @@ def tokenized_rows(tokenizer, data) -> list[tuple[list[int], list[int]]]:
 
 
 def padded_batch(tokenizer, rows, i: int, batch_size: int) -> dict:
-    """The i-th batch of consecutive rows, right-padded."""
-    batch = rows[(i * batch_size) % len(rows):][:batch_size]
+    """The i-th batch of `batch_size` consecutive rows, right-padded, wrapping past the last row to the first:
+    the stacked step's 96-row batches ran past the 2,000 rows at its 21st step, and a short batch cannot split
+    into its groups."""
+    batch = [rows[(i * batch_size + j) % len(rows)] for j in range(batch_size)]
     width = max(len(ids) for ids, _ in batch)
     ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in batch])
     labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
