@@ -73,8 +73,9 @@ def continuation_divergence(model, tokenizer, prompts_a: list[str], prompts_b: l
         pairs_of = {prompt: [] for prompt in unique_b}
         for i, prompt in enumerate(prompts_b):
             pairs_of[prompt].append(i)
+        # A b prompt that would write its pair's a path is not decoded again (`adopt`).
         paths_b, lead_b, forced_b = greedy_and_forced(model, tokenizer, unique_b, max_new_tokens, batch_size,
-                                                      with_logprobs=True,
+                                                      with_logprobs=True, adopt=True,
                                                       follow=[[paths[i] for i in pairs_of[p]] for p in unique_b])
         follow_b: list[torch.Tensor] = [torch.zeros(0, 0)] * n
         own_paths: list[list[int]] = [[]] * n
@@ -82,7 +83,15 @@ def continuation_divergence(model, tokenizer, prompts_a: list[str], prompts_b: l
         for u, prompt in enumerate(unique_b):
             for i, step in zip(pairs_of[prompt], forced_b[u]):
                 follow_b[i], own_paths[i], own_lead[i] = step, paths_b[u], lead_b[u]
-        follow_a = continuation_logprobs(model, tokenizer, list(prompts_a), own_paths, batch_size)
+        # Where b writes a's own path, following it after a compares the same two distributions along the
+        # same path as the first direction did: only the pairs whose paths differ are forced again.
+        differ = [i for i in range(n) if own_paths[i] != paths[i]]
+        follow_a: list[torch.Tensor] = list(follow_b)
+        for i, step in zip(differ, continuation_logprobs(model, tokenizer, [prompts_a[i] for i in differ],
+                                                         [own_paths[i] for i in differ], batch_size)):
+            follow_a[i] = step
+        differs = set(differ)
+        own_lead = [own_lead[i] if i in differs else lead[i] for i in range(n)]
         paths, lead, follow = paths + own_paths, lead + own_lead, follow_b + follow_a
     js = np.zeros(len(paths))
     changed = np.zeros(len(paths), dtype=bool)
@@ -127,10 +136,18 @@ def model_divergence(model, reference, tokenizer, prompts: list[str], max_new_to
     changed = np.zeros(len(prompts), dtype=bool)
     # The reference reads each prompt once: the forward it generates from also teacher-forces the model's path.
     paths, lead = greedy_token_ids(model, tokenizer, prompts, max_new_tokens, batch_size, with_logprobs=True)
+    # Nor does it decode again where it would write the model's path (`adopt`); there the second direction
+    # compares the same distributions along the same path, and the model is not run on it again.
     ref_paths, ref_lead, forced = greedy_and_forced(reference, tokenizer, prompts, max_new_tokens, batch_size,
-                                                    with_logprobs=True, follow=[[path] for path in paths])
+                                                    with_logprobs=True, follow=[[path] for path in paths], adopt=True)
     follow = [steps[0] for steps in forced]
-    ref_follow = continuation_logprobs(model, tokenizer, prompts, ref_paths, batch_size)
+    differ = [i for i, (own, other) in enumerate(zip(paths, ref_paths)) if own != other]
+    ref_follow = list(lead)
+    for i, step in zip(differ, continuation_logprobs(model, tokenizer, [prompts[i] for i in differ],
+                                                     [ref_paths[i] for i in differ], batch_size)):
+        ref_follow[i] = step
+    differs = set(differ)
+    ref_lead = [ref_lead[i] if i in differs else follow[i] for i in range(len(prompts))]
     for leading, followed, along in ((lead, follow, paths), (ref_lead, ref_follow, ref_paths)):
         for i, path in enumerate(along):
             if path:

@@ -184,6 +184,25 @@ def test_paths_forced_on_a_prompt_s_keys_and_values_give_the_full_forward(arch, 
             assert logprobs.shape == (len(path), model.get_input_embeddings().num_embeddings)
             torch.testing.assert_close(logprobs, _full_forward_logprobs(model, tokenizer, prompt, path),
                                        atol=1e-4, rtol=1e-4)
+    # A prompt whose own greedy path is followed is not decoded again (`adopt`), and gets the same path and
+    # log-probabilities; a path it would not write is decoded as ever.
+    own, own_steps = greedy_token_ids(model, tokenizer, prompts, 6, batch_size=2, with_logprobs=True)
+    others = [[(path[0] + 1) % 200 + 5, *path[1:]] for path in own]
+    forwards, calls = [], []
+    counting = model.register_forward_pre_hook(lambda *args: forwards.append(1))
+    try:
+        for followed in ([[path] for path in own], [[path] for path in others]):
+            forwards.clear()
+            adopted, adopted_steps, _ = greedy_and_forced(model, tokenizer, prompts, 6, batch_size=2,
+                                                          with_logprobs=True, follow=followed, adopt=True)
+            assert adopted == own
+            for step, expected in zip(adopted_steps, own_steps, strict=True):
+                torch.testing.assert_close(step, expected, atol=1e-4, rtol=1e-4)
+            calls.append(len(forwards))
+    finally:
+        counting.remove()
+    # Three batches: adopted, each is its prompts' forward and its paths'; the others' paths were decoded.
+    assert calls[0] <= 2 * 3 < calls[1]
     repeated = [prompts[i % 2] for i in range(6)]  # each prompt followed by three paths
     continuations = [path for paths_of in follow for path in paths_of][:6]
     for prompt, path, logprobs in zip(repeated, continuations,

@@ -87,10 +87,17 @@ def forced_after_prompts(model, cache, mask: torch.Tensor, first: torch.Tensor, 
             for k, (j, path) in enumerate(zip(which, paths, strict=True))]
 
 
+def _own_greedy_path(path: list[int], forced: torch.Tensor, eos: int | None, max_new_tokens: int) -> bool:
+    """Would greedy decoding after the prompt write exactly `path`, given its forced log-probabilities?"""
+    whole = (eos is not None and path[-1:] == [eos] and eos not in path[:-1]) or (
+        len(path) == max_new_tokens and eos not in path)
+    return bool(path) and len(path) <= max_new_tokens and whole and forced.argmax(-1).tolist() == list(path)
+
+
 @torch.no_grad()
 def greedy_and_forced(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 100,
                       progress: str | None = None, with_logprobs: bool = False,
-                      follow: list[list[list[int]]] | None = None):
+                      follow: list[list[list[int]]] | None = None, adopt: bool = False):
     """(paths, their log-probabilities or None, forced): `greedy_token_ids`, and where `follow` gives each
     prompt a list of token paths, the log-probabilities of every position of each path teacher-forced after
     its prompt (`forced[i][k]` for `follow[i][k]`), from the keys and values of the prompt's one forward.
@@ -98,7 +105,13 @@ def greedy_and_forced(model, tokenizer, prompts: list[str], max_new_tokens: int 
     A divergence teacher-forces one prompt's continuation after another prompt that is itself generated
     from: reusing its forward saves reading the prompt again, which was over half of a search's tokens
     (grammar-search: 1,024 prompts of ~75 tokens and paths of at most 8). With `max_new_tokens` 0 nothing
-    is generated and only the paths are forced."""
+    is generated and only the paths are forced.
+
+    `adopt`: a prompt whose first follow path is a whole greedy path (ended by the end-of-sequence token or
+    `max_new_tokens` long) and whose most likely token is that path's at every step would decode exactly
+    that path, so it is not decoded: the path is its own, with the forced log-probabilities. Most prompts a
+    divergence sets side by side continue alike (a candidate line that changes nothing), and decoding them
+    again was a third of a search's time."""
     model.eval()
     eos = tokenizer.eos_token_id
     cache_name = cache_argument(model)
@@ -111,8 +124,9 @@ def greedy_and_forced(model, tokenizer, prompts: list[str], max_new_tokens: int 
         live = list(rows)  # prompt index of each row still generating
         out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True,
                     **keep_last_logits(model, 1))
+        last = out.logits[:, -1]
         if follow is not None:
-            first = torch.log_softmax(out.logits[:, -1].float(), -1).cpu()
+            first = torch.log_softmax(last.float(), -1).cpu()
             pairs = [(j, k) for j, i in enumerate(rows) for k in range(len(follow[i]))]
             for start in range(0, len(pairs), batch_size):
                 chunk = pairs[start:start + batch_size]
@@ -121,11 +135,23 @@ def greedy_and_forced(model, tokenizer, prompts: list[str], max_new_tokens: int 
                         model, getattr(out, cache_name), mask, first, [j for j, _ in chunk], paths,
                         padding_id(tokenizer))):
                     forced[rows[j]][k] = logprobs
+            if adopt and max_new_tokens:
+                adopted = [j for j, i in enumerate(rows) if follow[i] and _own_greedy_path(
+                    follow[i][0], forced[i][0], eos, max_new_tokens)]
+                for j in adopted:
+                    outputs[rows[j]] = list(follow[rows[j]][0])
+                    steps[rows[j]] = list(forced[rows[j]][0]) if with_logprobs else []
+                if adopted:
+                    index = torch.tensor(sorted(set(range(len(rows))) - set(adopted)), dtype=torch.long,
+                                         device=mask.device)
+                    if not len(index):
+                        continue
+                    getattr(out, cache_name).batch_select_indices(index)
+                    live, mask, last = [live[j] for j in index.tolist()], mask[index], last[index]
         for step in range(max_new_tokens):
-            logits = out.logits[:, -1]
-            tokens = logits.argmax(-1)
+            tokens = last.argmax(-1)
             if with_logprobs:
-                logprobs = torch.log_softmax(logits.float(), -1).cpu()
+                logprobs = torch.log_softmax(last.float(), -1).cpu()
             for j, (i, token) in enumerate(zip(live, tokens.tolist())):
                 outputs[i].append(token)
                 if with_logprobs:
@@ -142,6 +168,7 @@ def greedy_and_forced(model, tokenizer, prompts: list[str], max_new_tokens: int 
             mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
             out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=position_ids(mask)[:, -1:],
                         use_cache=True, **{cache_name: cache})
+            last = out.logits[:, -1]
     logprobs = [torch.stack(s) if s else torch.zeros(0, 0) for s in steps] if with_logprobs else None
     return outputs, logprobs, forced
 
