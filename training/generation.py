@@ -111,7 +111,7 @@ def greedy_and_forced(model, tokenizer, prompts: list[str], max_new_tokens: int 
     `max_new_tokens` long) and whose most likely token is that path's at every step would decode exactly
     that path, so it is not decoded: the path is its own, with the forced log-probabilities. Most prompts a
     divergence sets side by side continue alike (a candidate line that changes nothing), and decoding them
-    again was a third of a search's time."""
+    again was a fifth of grammar-search's time on the dev zoo (docs/performance.md)."""
     model.eval()
     eos = tokenizer.eos_token_id
     cache_name = cache_argument(model)
