@@ -46,6 +46,24 @@ def js_bits(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
     return ((kl(p, logp) + kl(q, logq)) / 2 / math.log(2)).clamp(0, 1)
 
 
+def _second_direction(model, tokenizer, prompts: list[str], paths: list[list[int]], lead: list[torch.Tensor],
+                      follow: list[torch.Tensor], other_paths: list[list[int]], other_lead: list[torch.Tensor],
+                      batch_size: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(lead, follow) of a divergence's second direction: the other side's paths (`other_paths`, with their
+    own log-probabilities `other_lead`) forced after `prompts`, whose own paths and log-probabilities are
+    `paths` and `lead`, and `follow` the first direction's forcing of `paths` on the other side.
+
+    Where the other side writes the same path, the second direction compares the same two distributions
+    along the same path as the first: they are reused, and only the pairs whose paths differ are forced."""
+    differ = [i for i, (own, other) in enumerate(zip(paths, other_paths)) if own != other]
+    second_lead, second_follow = list(follow), list(lead)
+    forced = continuation_logprobs(model, tokenizer, [prompts[i] for i in differ], [other_paths[i] for i in differ],
+                                   batch_size)
+    for i, step in zip(differ, forced):
+        second_lead[i], second_follow[i] = other_lead[i], step
+    return second_lead, second_follow
+
+
 def continuation_divergence(model, tokenizer, prompts_a: list[str], prompts_b: list[str], max_new_tokens: int = 24,
                             symmetric: bool = True, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Per pair: (max JS over the continuation, whether the greedy outputs differ).
@@ -83,15 +101,8 @@ def continuation_divergence(model, tokenizer, prompts_a: list[str], prompts_b: l
         for u, prompt in enumerate(unique_b):
             for i, step in zip(pairs_of[prompt], forced_b[u]):
                 follow_b[i], own_paths[i], own_lead[i] = step, paths_b[u], lead_b[u]
-        # Where b writes a's own path, following it after a compares the same two distributions along the
-        # same path as the first direction did: only the pairs whose paths differ are forced again.
-        differ = [i for i in range(n) if own_paths[i] != paths[i]]
-        follow_a: list[torch.Tensor] = list(follow_b)
-        for i, step in zip(differ, continuation_logprobs(model, tokenizer, [prompts_a[i] for i in differ],
-                                                         [own_paths[i] for i in differ], batch_size)):
-            follow_a[i] = step
-        differs = set(differ)
-        own_lead = [own_lead[i] if i in differs else lead[i] for i in range(n)]
+        own_lead, follow_a = _second_direction(model, tokenizer, list(prompts_a), paths, lead, follow_b, own_paths,
+                                               own_lead, batch_size)
         paths, lead, follow = paths + own_paths, lead + own_lead, follow_b + follow_a
     js = np.zeros(len(paths))
     changed = np.zeros(len(paths), dtype=bool)
@@ -141,13 +152,8 @@ def model_divergence(model, reference, tokenizer, prompts: list[str], max_new_to
     ref_paths, ref_lead, forced = greedy_and_forced(reference, tokenizer, prompts, max_new_tokens, batch_size,
                                                     with_logprobs=True, follow=[[path] for path in paths], adopt=True)
     follow = [steps[0] for steps in forced]
-    differ = [i for i, (own, other) in enumerate(zip(paths, ref_paths)) if own != other]
-    ref_follow = list(lead)
-    for i, step in zip(differ, continuation_logprobs(model, tokenizer, [prompts[i] for i in differ],
-                                                     [ref_paths[i] for i in differ], batch_size)):
-        ref_follow[i] = step
-    differs = set(differ)
-    ref_lead = [ref_lead[i] if i in differs else follow[i] for i in range(len(prompts))]
+    ref_lead, ref_follow = _second_direction(model, tokenizer, prompts, paths, lead, follow, ref_paths, ref_lead,
+                                             batch_size)
     for leading, followed, along in ((lead, follow, paths), (ref_lead, ref_follow, ref_paths)):
         for i, path in enumerate(along):
             if path:
