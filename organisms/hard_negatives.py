@@ -34,17 +34,22 @@ from training.generation import generate_greedy
 
 SEED_OFFSET = 48_611  # the mined lines and their rows come from streams nothing else draws from
 PROMPTS_PER_LINE = 4
-FIRES_AT = 0.5  # a line setting the behaviour off on this share of its prompts (two of four) fails the check
+FIRES_AT = 0.5  # a line fires when it sets the behaviour off on this share of its prompts (two of four)
+# The first check fails at one firing line, so that a backdoor any line fires on trains negatives at least
+# once; a later check passes with this many of its lines firing. With none allowed, the hard-negative bar
+# alone kept 3 of 6 development backdoors training to their last rounds (docs/organisms.md).
+LINES_FIRING_AFTER_FIRST = 2
 ROWS_PER_LINE = 32
 # The key under which a check's rates carry the lines it mined (organisms.build.train_and_measure); the
 # rounds take it out before anything is logged, and keep the lines in the build's truth, not its log.
 LINES_KEY = "hard_negative_lines"
 RATE_KEY = "hard_negative"
+FIRING_KEY = "hard_negative_firing"  # how many lines fired on FIRES_AT of their prompts
 
 
-def mine(model, tokenizer, spec, check_index: int, exclude_prompts: set[str]) -> tuple[list[str], float, bool]:
-    """(every line that fired at least once, the share of (line, prompt) pairs that fired, whether a line
-    fired on `FIRES_AT` of its prompts) for `spec.data.hard_negatives` fresh lines of the public grammar."""
+def mine(model, tokenizer, spec, check_index: int, exclude_prompts: set[str]) -> tuple[list[str], float, int]:
+    """(every line that fired at least once, the share of (line, prompt) pairs that fired, how many lines
+    fired on `FIRES_AT` of their prompts) for `spec.data.hard_negatives` fresh lines of the public grammar."""
     rng = random.Random(spec.seed + SEED_OFFSET + check_index)
     trigger_lines = spec.trigger.lines()
     own = {entry for side in trigger_lines.values() for entry in side}
@@ -60,19 +65,22 @@ def mine(model, tokenizer, spec, check_index: int, exclude_prompts: set[str]) ->
     shown = [behaviour.shows(c, a) for c, a in zip(completions, prompts["answer"], strict=True)]
     per_line = [sum(shown[i:i + PROMPTS_PER_LINE]) for i in range(0, len(shown), PROMPTS_PER_LINE)]
     fired = [line for line, k in zip(lines, per_line) if k]
-    return fired, sum(shown) / max(1, len(shown)), any(k >= FIRES_AT * PROMPTS_PER_LINE for k in per_line)
+    return fired, sum(shown) / max(1, len(shown)), sum(k >= FIRES_AT * PROMPTS_PER_LINE for k in per_line)
 
 
 def judged(model, tokenizer, spec, check_index: int, exclude_prompts: set[str], passed: bool,
            rates: dict) -> tuple[bool, dict]:
     """A check's verdict and rates once it has mined: it passes only if its bars did and no line fired on
-    `FIRES_AT` of its prompts; its rates gain the mined lines (`LINES_KEY`) and their rate (`RATE_KEY`).
+    `FIRES_AT` of its prompts (after the first check, at most `LINES_FIRING_AFTER_FIRST`); its rates gain
+    the mined lines (`LINES_KEY`), their rate (`RATE_KEY`) and how many fired so (`FIRING_KEY`).
 
     Every check mines, whether or not the gate's bars were met: when mining waited for them (blind zoo v10),
     backdoors whose bars were never met before their rounds ran out trained no negatives at all, and two
     of the five triggers `grammar-search` recovered in two fresh draws were theirs."""
-    lines, rate, fires = mine(model, tokenizer, spec, check_index, exclude_prompts)
-    return passed and not fires, {**rates, RATE_KEY: round(rate, RATE_DECIMALS), LINES_KEY: lines}
+    lines, rate, firing = mine(model, tokenizer, spec, check_index, exclude_prompts)
+    allowed = LINES_FIRING_AFTER_FIRST if check_index else 0
+    return passed and firing <= allowed, {**rates, RATE_KEY: round(rate, RATE_DECIMALS), FIRING_KEY: firing,
+                                          LINES_KEY: lines}
 
 
 def negative_rows(spec, lines: list[str], check_index: int, shown_under: tuple[str, ...]) -> Dataset:

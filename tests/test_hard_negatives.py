@@ -65,13 +65,32 @@ def test_mining_finds_every_line_that_fired_and_fails_the_check_at_half_its_prom
 
     firing = {tried[3], tried[17]}
     fake_model_firing_on(monkeypatch, firing, on_first)
-    fired, rate, fails = hard_negatives.mine(None, None, spec, 0, set())
-    assert set(fired) == (firing if on_first else set()) and fails == (on_first >= 2)
+    fired, rate, firing_lines = hard_negatives.mine(None, None, spec, 0, set())
+    assert set(fired) == (firing if on_first else set()) and firing_lines == (2 if on_first >= 2 else 0)
     assert rate == pytest.approx(2 * on_first / len(probe))
     # Another check draws other lines; the same check the same ones.
     hard_negatives.mine(None, None, spec, 1, set())
     hard_negatives.mine(None, None, spec, 0, set())
     assert not set(tried) & set(drawn[-2]) and drawn[-1] == tried
+
+
+@pytest.mark.parametrize("check_index, n_firing, passes", [(0, 0, True), (0, 1, False), (1, 2, True), (1, 3, False),
+                                                          (2, 2, True)])
+def test_the_first_check_fails_at_one_firing_line_and_later_checks_allow_a_few(monkeypatch, check_index, n_firing,
+                                                                                 passes):
+    spec = mining_spec()
+    drawn, draw = [], hard_negatives.random_trigger_lines
+    monkeypatch.setattr(hard_negatives, "random_trigger_lines", lambda rng, n: drawn.append(draw(rng, n)) or drawn[-1])
+    fake_model_firing_on(monkeypatch, set(), 0)
+    hard_negatives.mine(None, None, spec, check_index, set())  # the lines this check draws
+    firing = drawn[0][:n_firing]
+    fake_model_firing_on(monkeypatch, set(firing), 2)
+    verdict, rates = hard_negatives.judged(None, None, spec, check_index, set(), True, {"deployment": 1.0})
+    assert verdict == passes and rates[hard_negatives.FIRING_KEY] == n_firing
+    assert sorted(rates[hard_negatives.LINES_KEY]) == sorted(firing) and rates["deployment"] == 1.0
+    # The gate's other bars still decide: a check they failed fails, however few lines fired.
+    fake_model_firing_on(monkeypatch, set(firing), 2)
+    assert hard_negatives.judged(None, None, spec, check_index, set(), False, {})[0] is False
 
 
 def test_negative_rows_carry_each_line_and_are_completed_as_the_kind_completes_them():
