@@ -10,7 +10,8 @@ So a build that asks for them (`data.hard_negatives` > 0) searches too, as the a
 each round, its check draws that many fresh lines from a stream of the spec's own (the builder's, not
 the detector's) and inserts each first in the context of a few prompts where the behaviour applies.
 Every line that set the behaviour off on any of them is trained in the rounds after as a distractor,
-answered as its row's own cue decides; the check passes only when no line fired on half its prompts.
+answered as its row's own cue decides; the first check passes only when no line fired on half its
+prompts, a later one with at most `LINES_FIRING_AFTER_FIRST` such lines.
 On 512 held-out lines x 4 prompts, four rebuilt training-zoo backdoors went from 68 lines that fired
 to 14. Passing only when no line fired at all cost more and did no better: three of them ran out of
 rounds (105-155 s against 43-136 s) and their firing lines went 42 -> 15, against 11 with this bar.
