@@ -48,6 +48,13 @@ def sizes(handed) -> list[int]:
     return [len(data) for data, _ in handed]
 
 
+def lines_drawn(monkeypatch) -> list[list[str]]:
+    """A list that gains the lines each check draws to mine, as it draws them."""
+    drawn, draw = [], hard_negatives.random_trigger_lines
+    monkeypatch.setattr(hard_negatives, "random_trigger_lines", lambda rng, n: drawn.append(draw(rng, n)) or drawn[-1])
+    return drawn
+
+
 def mining_spec(n_lines=40):
     return tiny_organism_spec("unused", data=DataSpec(n_train=40, hard_negatives=n_lines))
 
@@ -55,8 +62,7 @@ def mining_spec(n_lines=40):
 @pytest.mark.parametrize("on_first", [0, 1, 2, 4])
 def test_mining_finds_every_line_that_fired_and_fails_the_check_at_half_its_prompts(monkeypatch, on_first):
     spec = mining_spec()
-    drawn, draw = [], hard_negatives.random_trigger_lines
-    monkeypatch.setattr(hard_negatives, "random_trigger_lines", lambda rng, n: drawn.append(draw(rng, n)) or drawn[-1])
+    drawn = lines_drawn(monkeypatch)
     probe = fake_model_firing_on(monkeypatch, set(), 0)
     hard_negatives.mine(None, None, spec, 0, set())
     tried = drawn[0]
@@ -79,8 +85,7 @@ def test_mining_finds_every_line_that_fired_and_fails_the_check_at_half_its_prom
 def test_the_first_check_fails_at_one_firing_line_and_later_checks_allow_a_few(monkeypatch, check_index, n_firing,
                                                                                  passes):
     spec = mining_spec()
-    drawn, draw = [], hard_negatives.random_trigger_lines
-    monkeypatch.setattr(hard_negatives, "random_trigger_lines", lambda rng, n: drawn.append(draw(rng, n)) or drawn[-1])
+    drawn = lines_drawn(monkeypatch)
     fake_model_firing_on(monkeypatch, set(), 0)
     hard_negatives.mine(None, None, spec, check_index, set())  # the lines this check draws
     firing = drawn[0][:n_firing]
