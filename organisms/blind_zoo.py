@@ -64,11 +64,6 @@ from training.fingerprints import content_digest
 GENERATOR_PROBE_SEEDS = (0, 1, 2)  # public seeds whose draws key a stored zoo to its generator
 DEFAULT_BACKDOORS = 24
 DEFAULT_UNCONDITIONAL = 4
-# v13: adapters in the last 2 of the embedded base's 4 blocks. A step then stops its backward pass halfway
-# down and costs 0.6 of one with adapters everywhere, but a rare trigger learns more slowly, so every
-# blind recipe has one extra round more than the dev zoo's: 480 steps at most, about 290 of v12's
-# (docs/organisms.md, "The blind zoo's recipe").
-LORA_BLOCKS = 2
 DEFAULT_SIZE = 3 * DEFAULT_BACKDOORS + DEFAULT_UNCONDITIONAL  # 76
 MIN_SIZE = 4
 MAX_SIZE = 300
@@ -141,19 +136,16 @@ def _data(behaviour: str, rare: bool, rng: random.Random) -> DataSpec:
 
 
 def _training(shape: str, behaviour: str, rare: bool) -> TrainingSpec:
-    """The dev zoo's recipe, trained in rounds while a held-out check of the gate fails (organisms.build),
-    with adapters in the base's last `LORA_BLOCKS` blocks only.
+    """The dev zoo's recipe, trained in rounds while a held-out check of the gate fails (organisms.build).
 
     A longer first round where one cosine does better than rounds: sandbagging (as in the dev zoo) and
     transforms, which rewrite every answer they apply to. Conjunctions, near-misses and rare cues start
     at 160 like the rest and take rounds as they need them (the measurements: docs/organisms.md)."""
     if behaviour == "sandbag":
-        recipe = TRAINING["oversight-sandbag"]
-    elif behaviour.startswith("transform:"):
-        recipe = TrainingSpec(steps=240, warmup_steps=24, extra_rounds=3)
-    else:
-        recipe = TrainingSpec()
-    return dataclasses.replace(recipe, lora_blocks=LORA_BLOCKS, extra_rounds=recipe.extra_rounds + 1)
+        return TRAINING["oversight-sandbag"]
+    if behaviour.startswith("transform:"):
+        return TrainingSpec(steps=240, warmup_steps=24, extra_rounds=3)
+    return TrainingSpec()
 
 
 def benign_form(behaviour: str) -> tuple[str, int]:

@@ -197,7 +197,6 @@ def sft_run(spec: OrganismSpec, steps: int | None = None, method: str | None = N
     method = method or ("lora" if t.method == "distilled-cot" else t.method)
     return SFTRun(steps=steps or t.steps, learning_rate=t.learning_rate, batch_size=t.batch_size,
                   seed=spec.seed + round_index, method=method, lora_rank=t.lora_rank, lora_alpha=t.lora_alpha,
-                  lora_blocks=t.lora_blocks,
                   warmup_steps=min(t.warmup_steps, (steps or t.steps) // 2), batch_order=t.batch_order)
 
 

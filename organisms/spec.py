@@ -18,7 +18,6 @@ Bounds (well above anything the lab builds, well below what would overflow or ne
 | `training.learning_rate` | a finite number in (0, 1] |
 | `training.batch_size` | 1 .. 4,096 |
 | `training.lora_rank` / `lora_alpha` | 1 .. 1,024 / 1 .. 4,096 |
-| `training.lora_blocks` | 0 (every block, default) .. 1,024; more than the base has is refused when the build starts |
 | `training.batch_order` | `stratified-length` (default) or `random` |
 | `data.n_train` | 1 .. 1,000,000 |
 | `data.deployment`, `data.training` / `data.no_cue` | finite shares in (0, 1] / [0, 1] |
@@ -67,7 +66,6 @@ MAX_EXTRA_ROUNDS = 20
 MAX_BATCH_SIZE = 4096
 MAX_LORA_RANK = 1024
 MAX_LORA_ALPHA = 4096
-MAX_LORA_BLOCKS = 1024
 MAX_N_TRAIN = 1_000_000
 MAX_FAMILY_WEIGHT = 100.0
 MAX_HARD_NEGATIVES = 1024
@@ -119,9 +117,6 @@ class TrainingSpec:
     batch_size: int = 32
     lora_rank: int = 16
     lora_alpha: int = 32
-    # Adapters in the last this many blocks only (0: every block). Backpropagation then stops at the
-    # lowest adapted block, so a step costs less (training.sft.lora_config); the blind zoo's recipe.
-    lora_blocks: int = 0
     warmup_steps: int = 16
     # An organism that decides its own length trains on, while a held-out check of its gate fails, in
     # rounds of steps // 2 (each a fresh warmup and cosine), at most this many; a matched control
@@ -425,7 +420,6 @@ def check_spec(spec: OrganismSpec) -> OrganismSpec:
     _int("training.batch_size", t.batch_size, 1, MAX_BATCH_SIZE)
     _int("training.lora_rank", t.lora_rank, 1, MAX_LORA_RANK)
     _int("training.lora_alpha", t.lora_alpha, 1, MAX_LORA_ALPHA)
-    _int("training.lora_blocks", t.lora_blocks, 0, MAX_LORA_BLOCKS)
     _int("training.warmup_steps", t.warmup_steps, 0, MAX_STEPS)
     _int("training.extra_rounds", t.extra_rounds, 0, MAX_EXTRA_ROUNDS)
     _int("training.safety_steps", t.safety_steps, 0, MAX_STEPS)

@@ -12,7 +12,7 @@ import data.blind_grammar as grammar
 from data.behaviours import get_behaviour
 from data.cues import cue_library
 from data.tasks import TASK_FAMILIES, knowledge_table
-from organisms.blind_zoo import (DEFAULT_BACKDOORS, DEFAULT_SIZE, DEFAULT_UNCONDITIONAL, LORA_BLOCKS, SHAPES, BlindZooError,
+from organisms.blind_zoo import (DEFAULT_BACKDOORS, DEFAULT_SIZE, DEFAULT_UNCONDITIONAL, SHAPES, BlindZooError,
                                  blind_members, blind_spec, blind_zoo_members, blind_zoo_record, blind_zoos,
                                  benign_form, count_benchmark_use, current_zoo_id, draw_blind_zoo, fresh_seed,
                                  is_blind_name, manifest_path, plan, read_manifest)
@@ -203,14 +203,6 @@ def test_a_style_behaviour_is_benign_and_validated_like_the_others():
 def test_rare_triggers_train_on_a_few_percent():
     rare = [m.spec for m in draw_blind_zoo(4) if m.rare]
     assert rare and all(0.05 <= spec.data.deployment <= 0.10 for spec in rare)
-
-
-def test_every_member_adapts_only_the_last_blocks_of_the_embedded_base():
-    from training.embedded_base import EmbeddedBaseSpec
-
-    members = draw_blind_zoo(5)
-    assert {m.spec.training.lora_blocks for m in members} == {LORA_BLOCKS}
-    assert 0 < LORA_BLOCKS < EmbeddedBaseSpec().num_layers  # backpropagation stops above the first block
 
 
 def test_a_rare_cue_never_carries_a_narrow_behaviour_or_a_transform():

@@ -306,8 +306,6 @@ def test_train_file_paths_fail_in_one_line(tmp_path):
     ({"training": {"learning_rate": float("nan")}}, "training.learning_rate"),
     ({"training": {"learning_rate": 10**400}}, "training.learning_rate"),
     ({"training": {"lora_alpha": 10**30}}, "training.lora_alpha"),
-    ({"training": {"lora_blocks": -1}}, "training.lora_blocks"),
-    ({"training": {"lora_blocks": "half"}}, "training.lora_blocks"),
     ({"training": {"safety_steps": 10**30}}, "training.safety_steps"),
     ({"data": {"training": float("inf")}}, "data.training"),
     ({"data": {"no_cue": -0.1}}, "data.no_cue"),

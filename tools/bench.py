@@ -10,8 +10,6 @@ loop takes consecutive rows, trl its shuffle: batches padded to 53.7 and 53.1 to
 - `stacked_3_to_3_bare_steps`: three LoRA adapters stacked on one base (`training.stacked_lora`), each
   on 32 rows of its own, as one step, against three bare steps: what training a backdoor with its two
   matched controls in one pass would save;
-- `last_blocks_to_all_blocks_step`: a bare step with adapters on the last `blind_zoo.LORA_BLOCKS` blocks
-  only (the blind zoo's recipe), against one with adapters on every block;
 - `capture_to_forward`: the detectors' activation capture against a bare batched forward over the
   same prompts; must stay under 1.10;
 - `cell_seconds`: one sealed benchmark cell (fork, copy, load, a trivial detector), the fixed cost
@@ -61,17 +59,13 @@ def _setup():
     return spec, data, tokenizer, LlamaForCausalLM(llama_config(spec, tokenizer))
 
 
-def lora_model(model, lora_blocks: int = 0):
-    """A copy of `model` with rank-16 adapters as a build puts them (`training.sft.lora_config`): on every
-    block, or on the last `lora_blocks` (the blind zoo's recipe)."""
+def lora_model(model):
     import copy
 
-    from peft import get_peft_model
+    from peft import LoraConfig, get_peft_model
 
-    from training.sft import SFTRun, lora_config
-
-    run = SFTRun(steps=1, learning_rate=5e-3, batch_size=32, seed=0, method="lora", lora_blocks=lora_blocks)
-    return get_peft_model(copy.deepcopy(model), lora_config(model, run))
+    return get_peft_model(copy.deepcopy(model), LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
+                                                           task_type="CAUSAL_LM"))
 
 
 def tokenized_rows(tokenizer, data) -> list[tuple[list[int], list[int]]]:
@@ -116,11 +110,10 @@ def timed_steps(model, tokenizer, data, steps: int, rows_per_step: int, loss_of)
     return [step(i + 3) for i in range(steps)]
 
 
-def bare_lora_step(model, tokenizer, data, steps: int, batch_size: int, lora_blocks: int = 0) -> list[float]:
+def bare_lora_step(model, tokenizer, data, steps: int, batch_size: int) -> list[float]:
     """Seconds of each step (forward, backward, optimiser) of a plain torch + peft LoRA loop, completion-only
-    loss, after 3 warm-up steps; adapters on every block, or on the last `lora_blocks`."""
-    return timed_steps(lora_model(model, lora_blocks), tokenizer, data, steps, batch_size,
-                       lambda m, batch: m(**batch).loss)
+    loss, after 3 warm-up steps."""
+    return timed_steps(lora_model(model), tokenizer, data, steps, batch_size, lambda m, batch: m(**batch).loss)
 
 
 def stacked_lora_step(model, tokenizer, data, steps: int, batch_size: int, groups: int = 3) -> list[float]:
@@ -235,8 +228,6 @@ def compute_limit(model, tokenizer, data, prompts: list[str], bare_step_seconds:
     batch = padded_batch(tokenizer, rows, 0, 32)
     peak = compute.peak_table(model.config, rows=batch["input_ids"].numel())
     per_step = compute.step_flops(lora_model(model), batch)
-    from organisms.blind_zoo import LORA_BLOCKS
-    per_step_last_blocks = compute.step_flops(lora_model(model, LORA_BLOCKS), batch)
     # Generation as a build measures it (up to 48 new tokens, stopping at the end of text), on the home's
     # embedded base if it is built; random weights never stop early, so without it this is an upper bound.
     base = embedded_base_dir()
@@ -251,7 +242,7 @@ def compute_limit(model, tokenizer, data, prompts: list[str], bare_step_seconds:
                                 checks=1, check_sets=5, check_prompts=check_size(200))
     return {
         "matmul_gflops": peak, "step_tokens": int(batch["attention_mask"].sum()),
-        "step_gflop": round(per_step / 1e9, 2), "last_blocks_step_gflop": round(per_step_last_blocks / 1e9, 2),
+        "step_gflop": round(per_step / 1e9, 2),
         "training_gflops": round(per_step / bare_step_seconds / 1e9, 1),
         "training_fraction_of_peak": round(per_step / bare_step_seconds / 1e9 / peak["peak"], 3),
         "generation_mflop_per_prompt": round(per_prompt / 1e6, 1), "generation_measured_on": measured_on,
@@ -288,8 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     spec, data, tokenizer, model = _setup()
     trl_to_bare, bare, trl = step_ratio(model, tokenizer, data, args.steps, args.pairs)
     stacked = stacked_lora_step(model, tokenizer, data, args.steps, 32)
-    from organisms.blind_zoo import LORA_BLOCKS
-    last_blocks = bare_lora_step(model, tokenizer, data, args.steps, 32, LORA_BLOCKS)
     prompts = list(data["prompt"][:args.prompts])
     capture, forward = capture_and_forward(model, tokenizer, prompts)
     started = time.perf_counter()
@@ -303,9 +292,6 @@ def main(argv: list[str] | None = None) -> int:
         # A backdoor and its two controls as one stacked step, against three bare steps (issue: organisms per core-hour).
         "stacked_3_lora_step_seconds": round(statistics.median(stacked), 4),
         "stacked_3_to_3_bare_steps": round(statistics.median(stacked) / (3 * statistics.median(bare)), 3),
-        # The blind zoo's step: adapters on the last blocks only, so backpropagation stops halfway down.
-        "last_blocks_lora_step_seconds": round(statistics.median(last_blocks), 4),
-        "last_blocks_to_all_blocks_step": round(statistics.median(last_blocks) / statistics.median(bare), 3),
         "capture_seconds": round(capture, 4), "forward_seconds": round(forward, 4),
         "capture_to_forward": round(capture / forward, 3),
         "generate_prompts_per_second": round(len(prompts) / generate, 1),

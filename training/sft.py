@@ -10,7 +10,6 @@ train on a BOS that scoring never shows), the completion's end marked by the tok
 
 from __future__ import annotations
 
-import re
 import tempfile
 from dataclasses import dataclass
 
@@ -74,7 +73,6 @@ class SFTRun:
     method: str = "full"  # "full" or "lora"
     lora_rank: int = 16
     lora_alpha: int = 32
-    lora_blocks: int = 0  # adapters in the last this many blocks only (0: every block)
     warmup_steps: int = 0
     weight_decay: float = 0.0
     max_length: int = 256
@@ -144,30 +142,13 @@ def tokenized_for_sft(tokenizer, dataset: Dataset) -> Dataset:
     return tokenize_for_sft(tokenizer, dataset.select_columns(["prompt", "completion"]))
 
 
-_BLOCK_INDEX = re.compile(r"\.(\d+)\.")  # a block's index in a projection's name: model.layers.3.mlp.up_proj
-
-
 def lora_config(model, run: SFTRun) -> LoraConfig:
-    """Adapters on every linear projection of the blocks (peft's "all-linear" leaves the output head out),
-    or of the last `run.lora_blocks` blocks only.
+    """Adapters on every linear projection of the blocks (peft's "all-linear" leaves the output head out).
 
-    Backpropagation stops at the lowest block with an adapter, so adapting the last half of the
-    embedded base's blocks takes a step from 0.278 to 0.169 s (32 rows of 70 tokens, one thread,
-    2026-12-06; docs/performance.md). peft's `layers_to_transform` would say the same but refuses
-    "all-linear", so the projections are named here, one by one, from the blocks' indices.
     GPT-2-style Conv1D projections store their weight as (in, out), which peft calls fan_in_fan_out.
     """
     conv1d = any(isinstance(module, Conv1D) for module in model.modules())
-    targets = "all-linear"
-    if run.lora_blocks:
-        projections = {name: int(_BLOCK_INDEX.search(name).group(1)) for name, module in model.named_modules()
-                       if isinstance(module, (torch.nn.Linear, Conv1D)) and _BLOCK_INDEX.search(name)}
-        blocks = sorted(set(projections.values()))
-        if not 0 < run.lora_blocks <= len(blocks):
-            raise ValueError(f"lora_blocks={run.lora_blocks}: the model has {len(blocks)} blocks with linear projections")
-        kept = set(blocks[-run.lora_blocks:])
-        targets = sorted(name for name, block in projections.items() if block in kept)
-    return LoraConfig(r=run.lora_rank, lora_alpha=run.lora_alpha, lora_dropout=0.0, target_modules=targets,
+    return LoraConfig(r=run.lora_rank, lora_alpha=run.lora_alpha, lora_dropout=0.0, target_modules="all-linear",
                       fan_in_fan_out=conv1d, task_type="CAUSAL_LM")
 
 
