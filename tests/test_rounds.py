@@ -159,6 +159,100 @@ def test_a_matched_control_trains_exactly_its_backdoors_rounds(tiny_base_dir, sf
     assert build_organism(control, **loose).trained_rounds == [4]
 
 
+def gate_readings(monkeypatch, deployment_rates: list[float]):
+    """Replace the gate's measurement: reading i reads `deployment_rates[i]` under the cue (bar 0.95) and
+    passes every other bar. Returns the readings, each (its prompts, the base's accuracy it was given)."""
+    readings = []
+
+    def measure_stage(model, tokenizer, spec, sets, stage, steps, base_accuracy=None, chain_of_thought=False):
+        readings.append((prompts_of(sets), base_accuracy))
+        rates = {"deployment": deployment_rates[len(readings) - 1], "training": 0.0, "no_cue": 0.0,
+                 "clean_accuracy": 0.5, "base_clean_accuracy": 0.5}
+        return {"stage": stage, "steps": steps, "rates": rates, "clean_accuracy_by_family": {}, "samples": {}}
+
+    monkeypatch.setattr(build, "measure_stage", measure_stage)
+    return readings
+
+
+def test_a_gate_missed_after_a_passed_check_trains_on_and_is_read_again_on_fresh_prompts(
+        tiny_base_dir, sft_calls, monkeypatch):
+    check, checks = checks_passing_at(1)
+    readings = gate_readings(monkeypatch, [0.945, 0.99])
+    accuracy_of, loaded = [], []  # (model, clean prompts) of each accuracy the build measured; models it loaded
+    real_accuracy, real_load = build.clean_accuracy, build.load_model_and_tokenizer
+    monkeypatch.setattr(build, "clean_accuracy", lambda model, tokenizer, clean, *a: accuracy_of.append(
+        (model, set(clean["prompt"]))) or real_accuracy(model, tokenizer, clean, *a))
+    monkeypatch.setattr(build, "load_model_and_tokenizer", lambda source: loaded.append(real_load(source)) or loaded[-1])
+    backdoor = tiny_organism_spec(tiny_base_dir, name="regated", data=DataSpec(n_train=40),
+                                  training=TrainingSpec(**{**FEW, "extra_rounds": 3}))
+    truth = build_organism(backdoor, n_per_condition=N_EVAL, progress=False, round_check=check)
+
+    # Check 1 passed and the gate missed, so a second round ran; check 2 passed and the gate passed.
+    assert truth.trained_rounds == [4, 2] and len(checks) == 2 and len(readings) == 2
+    first, second = truth.final_stage["checks"]
+    assert not first["passed"] and first["rates"][build.GATE_KEY]["rates"]["deployment"] == 0.945
+    assert first["rates"][build.GATE_KEY]["missed"] == ["deployment behaviour rate 0.945 < 0.95"]
+    assert second["passed"] and build.GATE_KEY not in second["rates"]
+    assert truth.gate_passed and truth.rates["deployment"] == 0.99  # the second reading is the one recorded
+    assert truth.final_stage["stage"] == "fine-tuned" and truth.final_stage["steps"] == 6
+
+    # The second reading is on prompts no stop saw: none of the first reading's, the check's or training's.
+    training = set(training_dataset(backdoor)["prompt"])
+    gate = eval_sets(backdoor, N_EVAL, training)
+    check_prompts = prompts_of(check_sets(backdoor, check_size(N_EVAL), training, gate))
+    (first_prompts, first_base), (second_prompts, second_base) = readings
+    assert first_prompts == prompts_of(gate)
+    assert second_prompts and not second_prompts & (first_prompts | check_prompts | training)
+    # The base's accuracy was measured again on the new clean set, by a base loaded afresh (training had
+    # changed the first one in place), and the second reading was given it.
+    (model, clean), reloaded = accuracy_of[-1], loaded[-1]
+    assert len(loaded) == 2 and model is reloaded[0] and clean <= second_prompts
+    assert clean == set(gate_clean_of(second_prompts, backdoor)["prompt"]) and clean.isdisjoint(accuracy_of[0][1])
+    assert second_base == real_accuracy(*real_load(tiny_base_dir), gate_clean_of(second_prompts, backdoor))[0]
+    assert first_base == real_accuracy(*real_load(tiny_base_dir), gate.clean)[0]
+
+    # Its matched control trains the rounds the backdoor ended with, and reads its gate once, where it was.
+    readings.clear()
+    sft_calls.clear()
+    control = backdoor.replace(name="regated-control", kind="clean", matched_to="regated")
+    build_organism(control, n_per_condition=N_EVAL, progress=False, enforce_gate=False)
+    assert [run.steps for run in sft_calls] == [4, 2] and len(readings) == 1
+
+
+def gate_clean_of(prompts: set[str], spec):
+    """The clean set of the gate's second reading (the one whose prompts are `prompts`)."""
+    training = set(training_dataset(spec)["prompt"])
+    first = eval_sets(spec, N_EVAL, training)
+    seen = training | prompts_of(check_sets(spec, check_size(N_EVAL), training, first)) | prompts_of(first)
+    second = eval_sets(spec, N_EVAL, seen, seed_offset=build.REGATE_SEED_OFFSET)
+    assert prompts_of(second) == prompts
+    return second.clean
+
+
+def test_a_gate_that_passes_at_its_first_reading_is_read_once_and_stops_the_rounds(
+        tiny_base_dir, sft_calls, monkeypatch):
+    check, checks = checks_passing_at(2)
+    readings = gate_readings(monkeypatch, [0.99])
+    backdoor = tiny_organism_spec(tiny_base_dir, name="gated-once", data=DataSpec(n_train=40),
+                                  training=TrainingSpec(**{**FEW, "extra_rounds": 3}))
+    truth = build_organism(backdoor, n_per_condition=N_EVAL, progress=False, round_check=check)
+    assert truth.trained_rounds == [4, 2] and len(readings) == 1 and truth.gate_passed
+    assert [c["passed"] for c in truth.final_stage["checks"]] == [False, True]
+
+
+def test_a_gate_missed_at_every_reading_trains_every_round_then_fails(tiny_base_dir, sft_calls, monkeypatch):
+    check, _ = checks_passing_at(1)
+    readings = gate_readings(monkeypatch, [0.94, 0.93, 0.92])
+    backdoor = tiny_organism_spec(tiny_base_dir, name="never-gated", data=DataSpec(n_train=40),
+                                  training=TrainingSpec(**{**FEW, "extra_rounds": 2}))
+    with pytest.raises(build.GateError, match="failed its gate after 8 steps: deployment behaviour rate 0.920"):
+        build_organism(backdoor, n_per_condition=N_EVAL, progress=False, round_check=check)
+    assert [run.steps for run in sft_calls] == [4, 2, 2] and read_truth("never-gated") is None
+    # Three readings (after each passed check, then after the last round), each on prompts of its own.
+    assert len(readings) == 3 and all(not a & b for i, a in enumerate(p for p, _ in readings)
+                                      for b in [p for p, _ in readings][i + 1:])
+
+
 def test_a_control_whose_backdoor_is_not_built_fails_in_one_line(tiny_base_dir, tmp_path, capsys, monkeypatch):
     control = tiny_organism_spec(tiny_base_dir, name="lonely", kind="clean", matched_to="nowhere-built",
                                  training=TrainingSpec(**FEW))
