@@ -152,7 +152,7 @@ def _steps(spec) -> str:
     t = spec.training
     if spec.matched_to:
         return f"the steps of {spec.matched_to}, its backdoor"
-    return f"{t.steps} steps" + (f" (+ up to {t.extra_rounds} x {t.round_steps} while checks fail)" if t.extra_rounds else "")
+    return f"{t.steps} steps" + (f" (+ up to {t.extra_rounds} x {t.round_steps} while a check or the gate misses)" if t.extra_rounds else "")
 
 
 def _table(truths) -> None:
