@@ -489,7 +489,7 @@ def build_organism(spec: OrganismSpec, force: bool = False, n_per_condition: int
     t = spec.training
     plan = (f"the {sum(rounds)} steps of {spec.matched_to} ({' + '.join(map(str, rounds))})" if rounds is not None
             else f"{t.steps} steps" + (f", up to {t.extra_rounds} more rounds of {t.round_steps} until a held-out "
-                                       "check of its gate passes" if t.extra_rounds else ""))
+                                       "check, and the gate read after it, pass" if t.extra_rounds else ""))
     print(f"building {spec.name} from {spec.base} ({t.method}, {plan}"
           f"{f', then {t.safety_steps} safety steps' if t.safety_steps else ''})", flush=True)
     clock = PhaseClock()
