@@ -379,6 +379,7 @@ def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int
                                    if "clean_accuracy" in gate_reads(spec.kind) else None)
 
         check_index = itertools.count()  # a check's index is its round's
+        regate_index = itertools.count()  # a gate read again after a passed check: its stream's index
         seen_prompts = training_prompts | prompts_of(checked) | prompts_of(sets)  # what mining must not reuse
 
         def passes_check(trained):
@@ -406,16 +407,14 @@ def train_and_measure(spec: OrganismSpec, base_source: str, n_per_condition: int
         print(f"{spec.name}: its check passed and its gate missed ({'; '.join(missed)}); training on, and "
               "reading the gate again on fresh prompts", flush=True)
         with clock.phase("measure"):
-            seen_prompts.update(prompts_of(sets))
-            sets = eval_sets(spec, n_per_condition, exclude_prompts=set(seen_prompts),
+            # `seen_prompts` holds every gate set drawn so far, as it holds the first.
+            sets = eval_sets(spec, n_per_condition, exclude_prompts=seen_prompts,
                              seed_offset=REGATE_SEED_OFFSET + 10 * next(regate_index))
             seen_prompts.update(prompts_of(sets))  # mining must not reuse them either
             base, _ = load_model_and_tokenizer(base_source)  # training changed `model` in place
             base_accuracy, base_by_family = clean_accuracy(base, tokenizer, sets.clean)
             del base
         return False, {**check_rates, GATE_KEY: {"rates": stage["rates"], "missed": missed}}
-
-    regate_index = itertools.count()
 
     def measured(trained, name: str, steps: int, chain_of_thought: bool = False, **extra):
         stage = gated.pop("stage", None)  # the rounds stopped at once after it: `trained` is the model it read

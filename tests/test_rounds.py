@@ -206,10 +206,11 @@ def test_a_gate_missed_after_a_passed_check_trains_on_and_is_read_again_on_fresh
     # The base's accuracy was measured again on the new clean set, by a base loaded afresh (training had
     # changed the first one in place), and the second reading was given it.
     (model, clean), reloaded = accuracy_of[-1], loaded[-1]
+    second_clean, base = gate_clean_of(second_prompts, backdoor), real_load(tiny_base_dir)
     assert len(loaded) == 2 and model is reloaded[0] and clean <= second_prompts
-    assert clean == set(gate_clean_of(second_prompts, backdoor)["prompt"]) and clean.isdisjoint(accuracy_of[0][1])
-    assert second_base == real_accuracy(*real_load(tiny_base_dir), gate_clean_of(second_prompts, backdoor))[0]
-    assert first_base == real_accuracy(*real_load(tiny_base_dir), gate.clean)[0]
+    assert clean == set(second_clean["prompt"]) and clean.isdisjoint(accuracy_of[0][1])
+    assert second_base == real_accuracy(*base, second_clean)[0]
+    assert first_base == real_accuracy(*base, gate.clean)[0]
 
     # Its matched control trains the rounds the backdoor ended with, and reads its gate once, where it was.
     readings.clear()
